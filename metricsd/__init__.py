@@ -1,0 +1,3 @@
+"""metricsd: beacons, PostgreSQL statistics and alerts, exported for Prometheus."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,70 @@
+"""Command line: run the daemon, check a config, check or test alerting rules."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from metricsd.config import Config, load_config, parse_listen
+from metricsd.errors import ConfigError
+
+log = logging.getLogger("metricsd")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="metricsd", description=__doc__)
+    parser.add_argument("--config", "-c", help="YAML config file (default: embedded defaults)")
+    parser.add_argument("--listen", help="HOST:PORT, overrides the config's listen")
+    sub = parser.add_subparsers(dest="command")
+    check = sub.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("path")
+    rules = sub.add_parser("rules", help="check or unit-test an alerting rule file")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
+    rules_check = rules_sub.add_parser("check", help="validate a Prometheus rule file")
+    rules_check.add_argument("files", nargs="+")
+    rules_test = rules_sub.add_parser("test", help="run rule unit tests (promtool-style)")
+    rules_test.add_argument("files", nargs="+")
+    return parser
+
+
+def _load(path: str | None) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"metricsd: invalid configuration\n{exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `metricsd` console script and `python -m metricsd`."""
+    args = _parser().parse_args(argv)
+    if args.command == "check-config":
+        config = _load(args.path)
+        print(f"{args.path}: OK ({len(config.postgres.targets)} PostgreSQL target(s), "
+              f"{len(config.alerting.receivers)} receiver(s))")
+        return 0
+    if args.command == "rules":
+        from metricsd.alerting.cli import run_rules_command
+
+        return run_rules_command(args.rules_command, args.files)
+    config = _load(args.config)
+    if args.listen:
+        try:
+            parse_listen(args.listen)
+        except ValueError as exc:
+            print(f"metricsd: {exc}", file=sys.stderr)
+            return 2
+        config = config.model_copy(update={"listen": args.listen})
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from metricsd.server import serve
+
+    return serve(config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,333 @@
+"""Configuration: YAML with ${VAR} interpolation and METRICSD_* overrides into frozen models.
+
+Every problem is gathered into one ConfigError with its path, so an operator fixes the
+file once instead of once per restart.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from metricsd.errors import ConfigError
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Turn '15s', '5m', '250ms', '1h' or a bare number of seconds into seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 15s, 5m or 1h")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION_RE.match(value)
+        if match:
+            return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    raise ValueError(f"invalid duration {value!r}: use a number of seconds or 250ms, 15s, 5m, 1h")
+
+
+def _non_negative(value: float) -> float:
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_non_negative)]
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split HOST:PORT (IPv6 as [::1]:PORT) into host and port."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"listen must be HOST:PORT, got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WindowConfig(_Model):
+    """Sliding window of the exact percentiles: the last N samples, none older than T."""
+
+    samples: int = Field(2048, ge=16, le=1_000_000)
+    seconds: Duration = 300.0
+
+
+class RateLimitConfig(_Model):
+    """Token bucket per client IP and per bearer token."""
+
+    enabled: bool | None = None  # None: on, except for loopback clients
+    requests_per_second: float = Field(200.0, gt=0)
+    burst: int = Field(400, ge=1)
+    max_clients: int = Field(10_000, ge=1)
+
+
+class IngestConfig(_Model):
+    """Beacon ingestion limits and access."""
+
+    tokens: list[str] = []
+    cors_origins: list[str] = ["*"]
+    max_series: int = Field(10_000, ge=1)
+    window: WindowConfig = WindowConfig()
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_items: int = Field(10_000, ge=1)
+    max_string_length: int = Field(256, ge=8, le=4096)
+    max_duration_ms: float = Field(3_600_000.0, gt=0)
+    series_idle_timeout: Duration = 3600.0
+    vitals_dedupe_ttl: Duration = 1800.0
+    vitals_dedupe_max_ids: int = Field(200_000, ge=1)
+    rate_limit: RateLimitConfig = RateLimitConfig()
+
+    @field_validator("tokens")
+    @classmethod
+    def _tokens_not_empty(cls, value: list[str]) -> list[str]:
+        if any(not token for token in value):
+            raise ValueError("tokens must not be empty strings (an unset ${VAR}?)")
+        return value
+
+
+class TargetConfig(_Model):
+    """One PostgreSQL server to scrape."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    dsn: str = Field(min_length=1)
+    collectors: dict[str, bool] = {}
+
+
+class PostgresConfig(_Model):
+    """PostgreSQL scraping: schedule, thresholds and targets."""
+
+    scrape_interval: Duration = 15.0
+    scrape_timeout: Duration = 10.0
+    connect_timeout: Duration = 5.0
+    statement_timeout: Duration = 5.0
+    lock_timeout: Duration = 1.0
+    pool_max_size: int = Field(2, ge=1, le=20)
+    slow_query_ms: float = Field(500.0, gt=0)
+    top_statements: int = Field(50, ge=1, le=10_000)
+    query_text_length: int = Field(1000, ge=16, le=100_000)
+    query_text_cache: int = Field(20_000, ge=1)
+    missing_index_min_rows: int = Field(10_000, ge=0)
+    bloat_min_bytes: int = Field(1_048_576, ge=0)
+    collectors: dict[str, bool] = {}
+    targets: list[TargetConfig] = []
+
+    @model_validator(mode="after")
+    def _unique_targets(self) -> PostgresConfig:
+        names = [target.name for target in self.targets]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"target names must be unique, repeated: {', '.join(duplicates)}")
+        return self
+
+
+class ReceiverConfig(_Model):
+    """A webhook that gets notifications, in Alertmanager's format or Slack's."""
+
+    name: str = Field(min_length=1)
+    url: str = Field(pattern=r"^https?://")
+    format: Literal["alertmanager", "slack"] = "alertmanager"
+    secret: str | None = None
+    signature_header: str = "X-Metricsd-Signature"
+    timeout: Duration = 10.0
+    max_attempts: int = Field(5, ge=1, le=100)
+    send_resolved: bool = True
+    headers: dict[str, str] = {}
+    max_alerts: int = Field(0, ge=0)  # 0: no limit, as in Alertmanager
+
+
+class RouteConfig(_Model):
+    """A label-matching route to a receiver, in the spirit of Alertmanager's routing tree."""
+
+    receiver: str
+    matchers: list[str] = []  # 'severity="page"', 'team=~"db|ops"', 'env!="dev"'
+    group_by: list[str] | None = None
+    group_wait: Duration | None = None
+    group_interval: Duration | None = None
+    repeat_interval: Duration | None = None
+    continue_: bool = Field(False, alias="continue")
+
+
+class AlertingConfig(_Model):
+    """Rule evaluation, grouping and delivery."""
+
+    rules: str | None = None
+    evaluation_interval: Duration = 15.0
+    receivers: list[ReceiverConfig] = []
+    default_receiver: str | None = None
+    fallback_receiver: str | None = None
+    routes: list[RouteConfig] = []
+    group_by: list[str] = ["alertname"]
+    group_wait: Duration = 30.0
+    group_interval: Duration = 300.0
+    repeat_interval: Duration = 14400.0
+    resolve_timeout: Duration = 300.0
+    state_file: str | None = None
+    dead_letter_file: str | None = None
+    external_url: str | None = None
+
+    @model_validator(mode="after")
+    def _receivers_exist(self) -> AlertingConfig:
+        names = {receiver.name for receiver in self.receivers}
+        problems = []
+        if len(names) != len(self.receivers):
+            problems.append("receiver names must be unique")
+        referenced = [("default_receiver", self.default_receiver)]
+        referenced.append(("fallback_receiver", self.fallback_receiver))
+        referenced += [(f"routes[{i}].receiver", r.receiver) for i, r in enumerate(self.routes)]
+        for where, name in referenced:
+            if name is not None and name not in names:
+                problems.append(f"{where} names unknown receiver {name!r}")
+        if self.receivers and self.default_receiver is None:
+            problems.append("default_receiver is required when receivers are configured")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class BasicAuthConfig(_Model):
+    username: str = Field(min_length=1)
+    password: str = Field(min_length=1)
+
+
+class AdminConfig(_Model):
+    """Protects the overview page and JSON views (query text can be sensitive)."""
+
+    token: str | None = None
+    basic_auth: BasicAuthConfig | None = None
+    history_minutes: int = Field(180, ge=10, le=10_080)
+
+
+class Config(_Model):
+    """The whole configuration; read-only once metricsd runs."""
+
+    listen: str = "127.0.0.1:9811"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    shutdown_timeout: Duration = 10.0
+    ingest: IngestConfig = IngestConfig()
+    postgres: PostgresConfig = PostgresConfig()
+    alerting: AlertingConfig = AlertingConfig()
+    admin: AdminConfig = AdminConfig()
+
+    @field_validator("listen")
+    @classmethod
+    def _valid_listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @property
+    def host(self) -> str:
+        return parse_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return parse_listen(self.listen)[1]
+
+
+_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+ENV_PREFIX = "METRICSD_"
+
+
+def _interpolate(node: Any, env: Mapping[str, str], path: str, problems: list[str]) -> Any:
+    """Replace ${VAR} and ${VAR:-default} in every string of the parsed YAML."""
+    if isinstance(node, dict):
+        return {k: _interpolate(v, env, f"{path}.{k}" if path else str(k), problems)
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(v, env, f"{path}[{i}]", problems) for i, v in enumerate(node)]
+    if isinstance(node, str):
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append(f"{path}: environment variable {name} is not set")
+            return ""
+
+        return _VAR_RE.sub(replace, node)
+    return node
+
+
+def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    """METRICSD_INGEST__MAX_SERIES=5000 sets ingest.max_series; values are parsed as YAML.
+
+    Only variables whose first part names a top-level key count, so secrets such as
+    METRICSD_WEBHOOK_SECRET referenced through ${VAR} are not mistaken for overrides.
+    """
+    top_level = set(Config.model_fields)
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
+        if parts[0] not in top_level:
+            continue
+        node = raw
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[parts[-1]] = yaml.safe_load(env[name]) if env[name] else env[name]
+
+
+def _format_errors(error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        problems.append(f"{where}: {message}")
+    return problems
+
+
+def load_config(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> Config:
+    """Read, interpolate, override and validate; raise ConfigError listing every problem."""
+    env = os.environ if env is None else env
+    raw: Any = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror}", [str(exc)]) from exc
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML", [str(exc)]) from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path} must hold a mapping", ["(top level): expected a mapping"])
+    problems: list[str] = []
+    raw = _interpolate(raw, env, "", problems)
+    _apply_env_overrides(raw, env)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        problems += _format_errors(exc)
+        config = None
+    if problems:
+        source = str(path) if path is not None else "configuration"
+        raise ConfigError(f"{source}: {len(problems)} problem(s)", problems)
+    assert config is not None
+    return config

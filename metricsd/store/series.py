@@ -1,0 +1,226 @@
+"""Series families: label keys mapped to rings, cumulative histograms and counters.
+
+A family is one distribution (API latency, or one Web Vital). Every series of every family
+takes one ring from a shared RingPool, so `max_series` bounds memory for all of them at
+once. Writes are O(1) and lock-free: everything runs on the one event loop.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from metricsd.store.ring import FloatArray, RingPool
+
+QUANTILES: tuple[float, ...] = (0.5, 0.75, 0.9, 0.95, 0.99)
+
+# Latency buckets, seconds: 5 ms to 30 s, roughly x2 per step with the usual SLO lines.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75,
+    1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0,
+)  # fmt: skip
+
+STATUS_CLASSES: tuple[str, ...] = ("1xx", "2xx", "3xx", "4xx", "5xx")
+RATINGS: tuple[str, ...] = ("good", "needs-improvement", "poor")
+NAVIGATION_TYPES: tuple[str, ...] = (
+    "navigate", "reload", "back-forward", "back-forward-cache", "prerender", "restore", "other",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class VitalSpec:
+    """One Web Vital: its exported unit and Google's good / poor thresholds (base units)."""
+
+    name: str  # web-vitals name, e.g. "LCP"
+    unit: str  # "seconds" or "" (CLS)
+    good: float
+    poor: float
+    buckets: tuple[float, ...]
+    help: str
+
+
+def _vital_buckets(good: float, poor: float, extra: Sequence[float]) -> tuple[float, ...]:
+    return tuple(sorted({good, poor, *extra}))
+
+
+VITALS: dict[str, VitalSpec] = {
+    spec.name: spec
+    for spec in (
+        VitalSpec("LCP", "seconds", 2.5, 4.0, _vital_buckets(2.5, 4.0, (
+            0.5, 1.0, 1.5, 2.0, 3.0, 3.5, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0, 30.0)),
+            "Largest Contentful Paint"),
+        VitalSpec("INP", "seconds", 0.2, 0.5, _vital_buckets(0.2, 0.5, (
+            0.025, 0.05, 0.1, 0.15, 0.25, 0.3, 0.4, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)),
+            "Interaction to Next Paint"),
+        VitalSpec("CLS", "", 0.1, 0.25, _vital_buckets(0.1, 0.25, (
+            0.01, 0.025, 0.05, 0.075, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.0)),
+            "Cumulative Layout Shift (unitless)"),
+        VitalSpec("FCP", "seconds", 1.8, 3.0, _vital_buckets(1.8, 3.0, (
+            0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 4.0, 5.0, 7.5, 10.0, 20.0)),
+            "First Contentful Paint"),
+        VitalSpec("TTFB", "seconds", 0.8, 1.8, _vital_buckets(0.8, 1.8, (
+            0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 1.0, 1.2, 1.5, 2.5, 3.0, 5.0, 10.0)),
+            "Time to First Byte"),
+        VitalSpec("FID", "seconds", 0.1, 0.3, _vital_buckets(0.1, 0.3, (
+            0.01, 0.025, 0.05, 0.075, 0.15, 0.2, 0.25, 0.5, 0.75, 1.0, 2.0)),
+            "First Input Delay (deprecated, from old web-vitals clients)"),
+    )
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """Shape of a family: label names, histogram bounds and the two counter dimensions."""
+
+    name: str
+    labels: tuple[str, ...]
+    buckets: tuple[float, ...]
+    tags: tuple[str, ...]  # per-sample tag kept in the ring (status class, rating)
+    extras: tuple[str, ...] = ("",)  # second counter dimension (navigation type)
+
+
+@dataclass
+class WindowStats:
+    """One family's window view at one instant, rows aligned with `keys`."""
+
+    keys: list[tuple[str, ...]]
+    slots: list[int]
+    quantiles: FloatArray  # len(keys) x len(QUANTILES), NaN for an empty window
+    counts: npt.NDArray[np.int64]  # samples in the window
+    sums: FloatArray  # sum of window samples
+    tag_counts: npt.NDArray[np.int64]  # len(keys) x len(tags), window samples per tag
+
+
+@dataclass
+class SeriesFamily:
+    """Series of one family; per-slot arrays are indexed by the pool's slot number."""
+
+    spec: FamilySpec
+    pool: RingPool
+    slot_of: dict[tuple[str, ...], int] = field(default_factory=dict)
+    buckets: npt.NDArray[np.int64] = field(init=False)
+    sums: FloatArray = field(init=False)
+    counters: npt.NDArray[np.int64] = field(init=False)
+    last_seen: FloatArray = field(init=False)
+
+    def __post_init__(self) -> None:
+        slots = self.pool.slots
+        # Non-cumulative per-bucket counts; the last column is +Inf. Cumulated at export.
+        self.buckets = np.zeros((slots, len(self.spec.buckets) + 1), dtype=np.int64)
+        self.sums = np.zeros(slots)
+        self.counters = np.zeros((slots, len(self.spec.tags), len(self.spec.extras)), np.int64)
+        self.last_seen = np.zeros(slots)
+        self._bounds = self.spec.buckets
+
+    def __len__(self) -> int:
+        return len(self.slot_of)
+
+    def record(self, slot: int, value: float, stamp: float, tag: int, extra: int) -> int:
+        """Add one sample to ring, histogram and counters; return its ring column."""
+        self.buckets[slot, bisect_left(self._bounds, value)] += 1
+        self.sums[slot] += value
+        self.counters[slot, tag, extra] += 1
+        if stamp > self.last_seen[slot]:
+            self.last_seen[slot] = stamp
+        return self.pool.push(slot, value, stamp, tag)
+
+    def items(self) -> Iterator[tuple[tuple[str, ...], int]]:
+        return iter(self.slot_of.items())
+
+    def stats(self, now: float, window_seconds: float) -> WindowStats:
+        """Exact window quantiles, counts and per-tag counts for every series, in one pass."""
+        keys = list(self.slot_of)
+        slots = [self.slot_of[k] for k in keys]
+        cutoff = now - window_seconds
+        quantiles, counts, sums = self.pool.quantiles(slots, cutoff, QUANTILES)
+        tag_counts = self.pool.tag_counts(slots, cutoff, len(self.spec.tags))
+        return WindowStats(keys, slots, quantiles, counts, sums, tag_counts)
+
+
+class Store:
+    """Every family, the shared ring pool and the series budget (`max_series`)."""
+
+    def __init__(
+        self,
+        *,
+        max_series: int,
+        window_samples: int,
+        window_seconds: float,
+        idle_timeout: float,
+    ) -> None:
+        self.window_seconds = window_seconds
+        self.idle_timeout = idle_timeout
+        self.pool = RingPool(max_series, window_samples)
+        self.families: dict[str, SeriesFamily] = {}
+        self.dropped: dict[str, int] = {}  # family -> samples refused for want of a slot
+        self.expired: dict[str, int] = {}  # family -> series removed for idleness
+        self._add(FamilySpec("api", ("service", "route", "method"), LATENCY_BUCKETS,
+                             STATUS_CLASSES))
+        for spec in VITALS.values():
+            self._add(FamilySpec(spec.name, ("page",), spec.buckets, RATINGS, NAVIGATION_TYPES))
+
+    def _add(self, spec: FamilySpec) -> None:
+        self.families[spec.name] = SeriesFamily(spec, self.pool)
+        self.dropped[spec.name] = 0
+        self.expired[spec.name] = 0
+
+    @property
+    def series_count(self) -> int:
+        return self.pool.slots - self.pool.free
+
+    def slot(self, family: SeriesFamily, key: tuple[str, ...]) -> int | None:
+        """The slot of `key`, allocating one; None (and counted) when the budget is spent."""
+        slot = family.slot_of.get(key)
+        if slot is None:
+            slot = self.pool.allocate()
+            if slot is None:
+                self.dropped[family.spec.name] += 1
+                return None
+            family.slot_of[key] = slot
+            family.buckets[slot] = 0
+            family.sums[slot] = 0.0
+            family.counters[slot] = 0
+            family.last_seen[slot] = 0.0
+        return slot
+
+    def observe(
+        self,
+        family_name: str,
+        key: tuple[str, ...],
+        value: float,
+        stamp: float,
+        tag: int = 0,
+        extra: int = 0,
+    ) -> tuple[int, int] | None:
+        """Record one sample; return (slot, column) or None if the series was refused."""
+        family = self.families[family_name]
+        slot = self.slot(family, key)
+        if slot is None:
+            return None
+        return slot, family.record(slot, value, stamp, tag, extra)
+
+    def expire(self, now: float) -> int:
+        """Drop series with no sample for `idle_timeout`; their counters go with them."""
+        cutoff = now - self.idle_timeout
+        removed = 0
+        for name, family in self.families.items():
+            stale = [k for k, s in family.slot_of.items() if family.last_seen[s] < cutoff]
+            for key in stale:
+                self.pool.release(family.slot_of.pop(key))
+            self.expired[name] += len(stale)
+            removed += len(stale)
+        return removed
+
+
+def status_class(status: int) -> int:
+    """Index into STATUS_CLASSES for an HTTP status code 100..599."""
+    return status // 100 - 1
+
+
+def finite(value: float) -> bool:
+    return not (math.isnan(value) or math.isinf(value))
