@@ -1,0 +1,38 @@
+"""Shared fixtures: configs, the app under test, and real external programs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from metricsd.config import Config, load_config
+
+pytest_plugins = [
+    "tests.fixtures.pg",
+]
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.fixture
+def make_config(tmp_path: Any) -> Callable[..., Config]:
+    """Factory: make_config({"ingest": {"max_series": 10}}) -> validated Config."""
+
+    def factory(overrides: dict[str, Any] | None = None) -> Config:
+        import yaml
+
+        path = tmp_path / "metricsd.yml"
+        path.write_text(yaml.safe_dump(_merge({}, overrides or {})))
+        return load_config(path, env={})
+
+    return factory
