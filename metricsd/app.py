@@ -11,10 +11,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 
 from metricsd.config import Config
+from metricsd.export.prometheus import SelfCollector, StoreCollector
 from metricsd.keys import CONFIG, HTTP, READINESS, REGISTRY, SCHEDULER, SELF_METRICS, STORE
 from metricsd.selfmetrics import SelfMetrics
 from metricsd.store.series import Store
-from metricsd.web import status
+from metricsd.web import metrics, status
 
 
 async def http_session(app: web.Application) -> AsyncIterator[None]:
@@ -39,8 +40,8 @@ def create_app(config: Config) -> web.Application:
     """Build the application; I/O happens only in the cleanup contexts."""
     app = web.Application(client_max_size=config.ingest.max_body_bytes)
     app[CONFIG] = config
-    app[REGISTRY] = CollectorRegistry(auto_describe=True)
-    app[STORE] = Store(
+    registry = app[REGISTRY] = CollectorRegistry(auto_describe=True)
+    store = app[STORE] = Store(
         max_series=config.ingest.max_series,
         window_samples=config.ingest.window.samples,
         window_seconds=config.ingest.window.seconds,
@@ -49,10 +50,15 @@ def create_app(config: Config) -> web.Application:
     app[SELF_METRICS] = SelfMetrics()
     app[SCHEDULER] = AsyncIOScheduler()
     app[READINESS] = {}
+    registry.register(StoreCollector(store))
+    registry.register(SelfCollector(store, app[SELF_METRICS]))
 
-    # --- wiring: subsystems (ingest, export, postgres, alerting, page) ---
-
+    # --- wiring: each subsystem adds its routes, collectors, readiness and jobs ---
     status.setup(app)
+    metrics.setup(app)
+
+    # Cleanup contexts start in this order and stop in reverse: pools, then the HTTP
+    # session, then the scheduler whose jobs use both.
     app.cleanup_ctx.append(http_session)
     app.cleanup_ctx.append(scheduler)
     return app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -10,17 +10,15 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 
 from metricsd.config import Config
+from metricsd.selfmetrics import SelfMetrics
 from metricsd.store.series import Store
 
-if TYPE_CHECKING:
-    from metricsd.selfmetrics import SelfMetrics
-
-CONFIG = web.AppKey("CONFIG", Config)
-REGISTRY = web.AppKey("REGISTRY", CollectorRegistry)
-STORE = web.AppKey("STORE", Store)
-SELF_METRICS = web.AppKey("SELF_METRICS", "SelfMetrics")
-SCHEDULER = web.AppKey("SCHEDULER", AsyncIOScheduler)
-HTTP = web.AppKey("HTTP", aiohttp.ClientSession)
+CONFIG = web.AppKey("config", Config)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+STORE = web.AppKey("store", Store)
+SELF_METRICS = web.AppKey("self_metrics", SelfMetrics)
+SCHEDULER = web.AppKey("scheduler", AsyncIOScheduler)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
 # Subsystems register their readiness here: component name -> callable returning a dict
-# with at least {"ok": bool}. /readyz reports them all.
-READINESS = web.AppKey("READINESS", dict[str, Any])
+# with at least {"ok": bool} (and "required": False for parts that only degrade).
+READINESS = web.AppKey("readiness", dict[str, Any])

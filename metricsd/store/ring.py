@@ -9,6 +9,7 @@ slots x capacity.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -16,23 +17,40 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float64]
 
 # Rows sorted per chunk when computing quantiles: bounds the temporary copy to
-# CHUNK x capacity x 8 bytes (8 MiB at the default capacity).
-_CHUNK = 512
+# CHUNK x capacity x 8 bytes (8 MiB at the default capacity), and the time the event
+# loop spends copying before it can serve a beacon again (a few ms).
+CHUNK = 512
+# Stats computed less than this long ago are reused even if the ring changed since:
+# "at most once per tick per series" for scrapes, alert evaluation and the page together.
+TICK_SECONDS = 1.0
+# Per-sample tags a ring can carry (status classes, ratings): width of the tag-count cache.
+MAX_TAGS = 8
 
 
 class RingPool:
     """`slots` rings of `capacity` samples: value, timestamp and a small tag per sample."""
 
-    def __init__(self, slots: int, capacity: int) -> None:
+    def __init__(self, slots: int, capacity: int, quantiles: Sequence[float]) -> None:
         self.slots = slots
+        self.qs = np.asarray(quantiles, dtype=np.float64)
         self.capacity = capacity
         self.values: FloatArray = np.empty((slots, capacity), dtype=np.float64)
         self.stamps: FloatArray = np.empty((slots, capacity), dtype=np.float64)
         self.tags = np.empty((slots, capacity), dtype=np.uint8)
         self.pos = np.zeros(slots, dtype=np.int64)  # next write index
         self.filled = np.zeros(slots, dtype=np.int64)  # samples held, <= capacity
-        self.version = np.zeros(slots, dtype=np.int64)  # bumps on every write
+        self.version = np.zeros(slots, dtype=np.int64)  # bumps on every change
+        self.written = np.zeros(slots, dtype=np.int64)  # samples pushed since allocation
+        self.generation = np.zeros(slots, dtype=np.int64)  # bumps when a slot changes hands
         self._free = list(range(slots - 1, -1, -1))
+        # Cached window stats per slot, valid while version matches and no sample aged out.
+        self._c_q = np.full((slots, len(self.qs)), np.nan)
+        self._c_n = np.zeros(slots, dtype=np.int64)
+        self._c_sum = np.zeros(slots)
+        self._c_tags = np.zeros((slots, MAX_TAGS), dtype=np.int64)
+        self._c_min = np.full(slots, np.inf)
+        self._c_version = np.full(slots, -1, dtype=np.int64)
+        self._c_time = np.full(slots, -np.inf)
 
     @property
     def free(self) -> int:
@@ -45,16 +63,20 @@ class RingPool:
         slot = self._free.pop()
         self.pos[slot] = 0
         self.filled[slot] = 0
+        self.written[slot] = 0
+        self.generation[slot] += 1
         self.version[slot] += 1
+        self._c_time[slot] = -np.inf  # never serve the previous owner's cached stats
         return slot
 
     def release(self, slot: int) -> None:
         self.filled[slot] = 0
+        self.generation[slot] += 1
         self.version[slot] += 1
         self._free.append(slot)
 
     def push(self, slot: int, value: float, stamp: float, tag: int = 0) -> int:
-        """Write one sample in O(1); return the column it went to."""
+        """Write one sample in O(1); return its sequence number within this allocation."""
         col = int(self.pos[slot])
         self.values[slot, col] = value
         self.stamps[slot, col] = stamp
@@ -63,8 +85,10 @@ class RingPool:
         self.pos[slot] = 0 if nxt == self.capacity else nxt
         if self.filled[slot] < self.capacity:
             self.filled[slot] += 1
+        seq = int(self.written[slot])
+        self.written[slot] = seq + 1
         self.version[slot] += 1
-        return col
+        return seq
 
     def push_many(
         self, slot: int, values: FloatArray, stamps: FloatArray, tags: npt.NDArray[np.uint8]
@@ -72,10 +96,13 @@ class RingPool:
         """Write a batch for one series with vectorised copies (at most two slices)."""
         n = len(values)
         cap = self.capacity
+        self.written[slot] += n
         if n > cap:  # only the newest `cap` samples can survive anyway
             values, stamps, tags = values[-cap:], stamps[-cap:], tags[-cap:]
+            start = int((self.pos[slot] + n - cap) % cap)
             n = cap
-        start = int(self.pos[slot])
+        else:
+            start = int(self.pos[slot])
         first = min(n, cap - start)
         self.values[slot, start : start + first] = values[:first]
         self.stamps[slot, start : start + first] = stamps[:first]
@@ -89,16 +116,13 @@ class RingPool:
         self.filled[slot] = min(cap, int(self.filled[slot]) + n)
         self.version[slot] += 1
 
-    def replace(self, slot: int, col: int, value: float, version_at_write: int) -> bool:
-        """Overwrite a sample in place if the ring has not wrapped over it since."""
-        filled = int(self.filled[slot])
-        if filled == 0:
+    def replace(self, slot: int, generation: int, seq: int, value: float, tag: int) -> bool:
+        """Overwrite sample `seq` in place, unless the ring was reused or has wrapped over it."""
+        if self.generation[slot] != generation or self.written[slot] - seq > self.capacity:
             return False
-        # Samples written after `col`: if the ring advanced a full lap, col is gone.
-        written_since = (int(self.pos[slot]) - col - 1) % self.capacity
-        if written_since >= filled or self.version[slot] - version_at_write >= self.capacity:
-            return False
+        col = seq % self.capacity
         self.values[slot, col] = value
+        self.tags[slot, col] = tag
         self.version[slot] += 1
         return True
 
@@ -109,77 +133,113 @@ class RingPool:
         stamps = self.stamps[slot, :filled]
         return vals[stamps >= cutoff].copy()
 
-    def window_tags(self, slot: int, cutoff: float) -> npt.NDArray[np.uint8]:
-        filled = int(self.filled[slot])
-        return self.tags[slot, :filled][self.stamps[slot, :filled] >= cutoff].copy()
+    def stale(
+        self, slots: npt.NDArray[np.int64], cutoff: float, fresh_after: float
+    ) -> npt.NDArray[np.bool_]:
+        """Rows whose cached window stats no longer hold: written since, or a sample aged out.
 
-    def quantiles(
-        self, slots: Sequence[int], cutoff: float, qs: Sequence[float]
-    ) -> tuple[FloatArray, npt.NDArray[np.int64], FloatArray]:
-        """Exact quantiles of each ring's window: (k x len(qs) values, counts, sums).
-
-        Matches numpy.percentile(..., method="linear") (the default, Hyndman-Fan type 7)
-        bit for bit, including its lerp that counts down from the upper neighbour when
-        the fraction is >= 0.5. Empty windows give NaN.
+        Rows computed at or after `fresh_after` count as fresh whatever happened since, so
+        a scrape, an alert tick and the page in the same tick sort each series once.
         """
-        k = len(slots)
-        out = np.full((k, len(qs)), np.nan)
-        counts = np.zeros(k, dtype=np.int64)
-        sums = np.zeros(k)
-        qarr = np.asarray(qs, dtype=np.float64)
-        idx_all = np.asarray(slots, dtype=np.int64)
-        for start in range(0, k, _CHUNK):
-            idx = idx_all[start : start + _CHUNK]
-            width = int(self.filled[idx].max(initial=0))
-            if width == 0:
-                continue
-            block = self.values[idx, :width].copy()
-            cols = np.arange(width)
-            valid = (cols[None, :] < self.filled[idx][:, None]) & (
-                self.stamps[idx, :width] >= cutoff
-            )
-            block[~valid] = np.inf  # sorts after every real sample
-            block.sort(axis=1)
-            n = valid.sum(axis=1)
-            counts[start : start + len(idx)] = n
-            finite = np.where(np.isfinite(block), block, 0.0)
-            sums[start : start + len(idx)] = finite.sum(axis=1)
-            has = n > 0
-            if not has.any():
-                continue
-            rows = np.nonzero(has)[0]
-            nn = n[rows].astype(np.float64)
-            virtual = qarr[None, :] * (nn[:, None] - 1.0)
-            lo = np.floor(virtual)
-            frac = virtual - lo
-            lo_i = lo.astype(np.int64)
-            hi_i = np.minimum(lo_i + 1, (n[rows] - 1)[:, None])
-            a = np.take_along_axis(block[rows], lo_i, axis=1)
-            b = np.take_along_axis(block[rows], hi_i, axis=1)
-            diff = b - a
-            lerp = np.where(frac >= 0.5, b - diff * (1.0 - frac), a + diff * frac)
-            # numpy returns the lower neighbour itself when both are equal (also for inf).
-            lerp = np.where(a == b, a, lerp)
-            out[start + rows] = lerp
-        return out, counts, sums
+        changed = (self._c_version[slots] != self.version[slots]) | (self._c_min[slots] < cutoff)
+        return changed & (self._c_time[slots] < fresh_after)
 
-    def tag_counts(
-        self, slots: Sequence[int], cutoff: float, ntags: int
-    ) -> npt.NDArray[np.int64]:
-        """How many window samples of each ring carry each tag: k x ntags."""
-        k = len(slots)
-        result = np.zeros((k, ntags), dtype=np.int64)
-        idx_all = np.asarray(slots, dtype=np.int64)
-        for start in range(0, k, _CHUNK):
-            idx = idx_all[start : start + _CHUNK]
-            width = int(self.filled[idx].max(initial=0))
-            if width == 0:
-                continue
-            cols = np.arange(width)
-            valid = (cols[None, :] < self.filled[idx][:, None]) & (
-                self.stamps[idx, :width] >= cutoff
-            )
-            tags = self.tags[idx, :width]
-            for tag in range(ntags):
-                result[start : start + len(idx), tag] = ((tags == tag) & valid).sum(axis=1)
-        return result
+    def copy_rows(self, slots: npt.NDArray[np.int64]) -> RowsCopy:
+        """A private copy of some rings, so their stats can be computed off the event loop."""
+        width = int(self.filled[slots].max(initial=0))
+        return RowsCopy(
+            slots=slots,
+            values=self.values[slots, :width].copy(),
+            stamps=self.stamps[slots, :width].copy(),
+            tags=self.tags[slots, :width].copy(),
+            filled=self.filled[slots].copy(),
+            version=self.version[slots].copy(),
+        )
+
+    def store_stats(self, rows: RowsCopy, stats: BlockStats, computed_at: float) -> None:
+        """Cache stats computed from `rows` (on the loop; the copy carries its versions)."""
+        s = rows.slots
+        self._c_q[s] = stats.quantiles
+        self._c_n[s] = stats.counts
+        self._c_sum[s] = stats.sums
+        self._c_tags[s, : stats.tag_counts.shape[1]] = stats.tag_counts
+        self._c_min[s] = stats.min_stamps
+        self._c_version[s] = rows.version
+        self._c_time[s] = computed_at
+
+    def cached(
+        self, slots: npt.NDArray[np.int64], ntags: int
+    ) -> tuple[FloatArray, npt.NDArray[np.int64], FloatArray, npt.NDArray[np.int64]]:
+        return (self._c_q[slots], self._c_n[slots], self._c_sum[slots],
+                self._c_tags[slots, :ntags])
+
+    def refresh(
+        self, slots: npt.NDArray[np.int64], cutoff: float, now: float, ntags: int
+    ) -> None:
+        """Recompute stale rows in place, on the calling thread (small stores, tests)."""
+        stale = slots[self.stale(slots, cutoff, now - TICK_SECONDS)]
+        for start in range(0, len(stale), CHUNK):
+            rows = self.copy_rows(stale[start : start + CHUNK])
+            self.store_stats(rows, block_stats(rows, cutoff, self.qs, ntags), now)
+
+
+@dataclass
+class RowsCopy:
+    """Copied rings (rows aligned with `slots`), safe to read from another thread."""
+
+    slots: npt.NDArray[np.int64]
+    values: FloatArray
+    stamps: FloatArray
+    tags: npt.NDArray[np.uint8]
+    filled: npt.NDArray[np.int64]
+    version: npt.NDArray[np.int64]
+
+
+@dataclass
+class BlockStats:
+    """Window statistics of a RowsCopy, row for row."""
+
+    quantiles: FloatArray
+    counts: npt.NDArray[np.int64]
+    sums: FloatArray
+    tag_counts: npt.NDArray[np.int64]
+    min_stamps: FloatArray  # oldest sample counted; once older than the cutoff, recompute
+
+
+def block_stats(rows: RowsCopy, cutoff: float, qs: FloatArray, ntags: int) -> BlockStats:
+    """Exact quantiles, counts, sums and per-tag counts of each row's window.
+
+    Pure (reads only the copy), so it may run in a worker thread: np.sort releases the GIL.
+    Matches numpy.percentile(..., method="linear") (the default, Hyndman-Fan type 7)
+    bit for bit, including its lerp that counts down from the upper neighbour when
+    the fraction is >= 0.5. Empty windows give NaN.
+    """
+    k, width = rows.values.shape
+    out = np.full((k, len(qs)), np.nan)
+    tag_counts = np.zeros((k, ntags), dtype=np.int64)
+    min_stamps = np.full(k, np.inf)
+    if width == 0:
+        return BlockStats(out, np.zeros(k, dtype=np.int64), np.zeros(k), tag_counts, min_stamps)
+    valid = (np.arange(width)[None, :] < rows.filled[:, None]) & (rows.stamps >= cutoff)
+    block = np.where(valid, rows.values, np.inf)  # invalid cells sort after every sample
+    block.sort(axis=1)
+    n = valid.sum(axis=1)
+    sums = np.where(valid, rows.values, 0.0).sum(axis=1)
+    min_stamps = np.where(valid, rows.stamps, np.inf).min(axis=1)
+    for tag in range(ntags):
+        tag_counts[:, tag] = ((rows.tags == tag) & valid).sum(axis=1)
+    has = np.nonzero(n > 0)[0]
+    if len(has):
+        nn = n[has].astype(np.float64)
+        virtual = qs[None, :] * (nn[:, None] - 1.0)
+        lo = np.floor(virtual)
+        frac = virtual - lo
+        lo_i = lo.astype(np.int64)
+        hi_i = np.minimum(lo_i + 1, (n[has] - 1)[:, None])
+        a = np.take_along_axis(block[has], lo_i, axis=1)
+        b = np.take_along_axis(block[has], hi_i, axis=1)
+        diff = b - a
+        lerp = np.where(frac >= 0.5, b - diff * (1.0 - frac), a + diff * frac)
+        # numpy returns the lower neighbour itself when both are equal (also for inf).
+        out[has] = np.where(a == b, a, lerp)
+    return BlockStats(out, n.astype(np.int64), sums, tag_counts, min_stamps)

@@ -7,6 +7,7 @@ once. Writes are O(1) and lock-free: everything runs on the one event loop.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from metricsd.store.ring import FloatArray, RingPool
+from metricsd.store.ring import CHUNK, TICK_SECONDS, FloatArray, RingPool, block_stats
 
 QUANTILES: tuple[float, ...] = (0.5, 0.75, 0.9, 0.95, 0.99)
 
@@ -89,7 +90,7 @@ class WindowStats:
     """One family's window view at one instant, rows aligned with `keys`."""
 
     keys: list[tuple[str, ...]]
-    slots: list[int]
+    slots: npt.NDArray[np.int64]
     quantiles: FloatArray  # len(keys) x len(QUANTILES), NaN for an empty window
     counts: npt.NDArray[np.int64]  # samples in the window
     sums: FloatArray  # sum of window samples
@@ -121,7 +122,7 @@ class SeriesFamily:
         return len(self.slot_of)
 
     def record(self, slot: int, value: float, stamp: float, tag: int, extra: int) -> int:
-        """Add one sample to ring, histogram and counters; return its ring column."""
+        """Add one sample to ring, histogram and counters; return its ring sequence number."""
         self.buckets[slot, bisect_left(self._bounds, value)] += 1
         self.sums[slot] += value
         self.counters[slot, tag, extra] += 1
@@ -132,14 +133,9 @@ class SeriesFamily:
     def items(self) -> Iterator[tuple[tuple[str, ...], int]]:
         return iter(self.slot_of.items())
 
-    def stats(self, now: float, window_seconds: float) -> WindowStats:
-        """Exact window quantiles, counts and per-tag counts for every series, in one pass."""
+    def slots_array(self) -> tuple[list[tuple[str, ...]], npt.NDArray[np.int64]]:
         keys = list(self.slot_of)
-        slots = [self.slot_of[k] for k in keys]
-        cutoff = now - window_seconds
-        quantiles, counts, sums = self.pool.quantiles(slots, cutoff, QUANTILES)
-        tag_counts = self.pool.tag_counts(slots, cutoff, len(self.spec.tags))
-        return WindowStats(keys, slots, quantiles, counts, sums, tag_counts)
+        return keys, np.fromiter(self.slot_of.values(), dtype=np.int64, count=len(keys))
 
 
 class Store:
@@ -155,7 +151,7 @@ class Store:
     ) -> None:
         self.window_seconds = window_seconds
         self.idle_timeout = idle_timeout
-        self.pool = RingPool(max_series, window_samples)
+        self.pool = RingPool(max_series, window_samples, QUANTILES)
         self.families: dict[str, SeriesFamily] = {}
         self.dropped: dict[str, int] = {}  # family -> samples refused for want of a slot
         self.expired: dict[str, int] = {}  # family -> series removed for idleness
@@ -203,6 +199,30 @@ class Store:
         if slot is None:
             return None
         return slot, family.record(slot, value, stamp, tag, extra)
+
+    def window_stats(self, family: SeriesFamily, now: float) -> WindowStats:
+        """Exact window stats of every series of `family`; stale rows are recomputed here."""
+        keys, slots = family.slots_array()
+        ntags = len(family.spec.tags)
+        self.pool.refresh(slots, now - self.window_seconds, now, ntags)
+        return WindowStats(keys, slots, *self.pool.cached(slots, ntags))
+
+    async def refresh(self, now: float) -> None:
+        """Recompute stale window stats of every family, sorting in a worker thread.
+
+        Copies are taken on the loop a chunk at a time and sorted off it (np.sort releases
+        the GIL), so a scrape of thousands of full rings does not stall beacon ingestion.
+        """
+        cutoff = now - self.window_seconds
+        fresh_after = now - TICK_SECONDS
+        for family in self.families.values():
+            _, slots = family.slots_array()
+            ntags = len(family.spec.tags)
+            stale = slots[self.pool.stale(slots, cutoff, fresh_after)]
+            for start in range(0, len(stale), CHUNK):
+                rows = self.pool.copy_rows(stale[start : start + CHUNK])
+                stats = await asyncio.to_thread(block_stats, rows, cutoff, self.pool.qs, ntags)
+                self.pool.store_stats(rows, stats, now)
 
     def expire(self, now: float) -> int:
         """Drop series with no sample for `idle_timeout`; their counters go with them."""

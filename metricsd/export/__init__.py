@@ -1,0 +1,1 @@
+"""Prometheus exposition of the store, the PostgreSQL snapshots and the daemon itself."""
