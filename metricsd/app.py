@@ -15,7 +15,7 @@ from metricsd.export.prometheus import SelfCollector, StoreCollector
 from metricsd.keys import CONFIG, HTTP, READINESS, REGISTRY, SCHEDULER, SELF_METRICS, STORE
 from metricsd.selfmetrics import SelfMetrics
 from metricsd.store.series import Store
-from metricsd.web import metrics, status
+from metricsd.web import beacons, metrics, status
 
 
 async def http_session(app: web.Application) -> AsyncIterator[None]:
@@ -56,6 +56,7 @@ def create_app(config: Config) -> web.Application:
     # --- wiring: each subsystem adds its routes, collectors, readiness and jobs ---
     status.setup(app)
     metrics.setup(app)
+    beacons.setup(app)
 
     # Cleanup contexts start in this order and stop in reverse: pools, then the HTTP
     # session, then the scheduler whose jobs use both.

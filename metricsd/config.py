@@ -19,6 +19,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     ValidationError,
     field_validator,
     model_validator,
@@ -78,6 +79,8 @@ class RateLimitConfig(_Model):
     requests_per_second: float = Field(200.0, gt=0)
     burst: int = Field(400, ge=1)
     max_clients: int = Field(10_000, ge=1)
+    # Proxies (CIDRs) whose X-Forwarded-For names the real client, e.g. your load balancer.
+    trusted_proxies: list[IPvAnyNetwork] = []
 
 
 class IngestConfig(_Model):

@@ -20,7 +20,15 @@ class ConfigError(MetricsdError):
 
 
 class BeaconError(MetricsdError):
-    """A beacon (or one item of a batch) is invalid; the message tells the sender why."""
+    """A beacon (or one item of a batch) is invalid; the message tells the sender why.
+
+    `reason` is a short fixed code (the `reason` label of metricsd_ingest_rejected_total),
+    so bad input cannot create new series; the message may name fields and values.
+    """
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class RuleError(MetricsdError):

@@ -10,6 +10,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 
 from metricsd.config import Config
+from metricsd.ingest.base import BeaconType
+from metricsd.ingest.ratelimit import TokenBuckets
 from metricsd.selfmetrics import SelfMetrics
 from metricsd.store.series import Store
 
@@ -19,6 +21,8 @@ STORE = web.AppKey("store", Store)
 SELF_METRICS = web.AppKey("self_metrics", SelfMetrics)
 SCHEDULER = web.AppKey("scheduler", AsyncIOScheduler)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
+BEACON_TYPES = web.AppKey("beacon_types", dict[str, BeaconType])
+RATE_LIMITER = web.AppKey("rate_limiter", TokenBuckets)
 # Subsystems register their readiness here: component name -> callable returning a dict
 # with at least {"ok": bool} (and "required": False for parts that only degrade).
 READINESS = web.AppKey("readiness", dict[str, Any])

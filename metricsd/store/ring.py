@@ -116,6 +116,32 @@ class RingPool:
         self.filled[slot] = min(cap, int(self.filled[slot]) + n)
         self.version[slot] += 1
 
+    def push_batch(
+        self,
+        slots: npt.NDArray[np.int64],
+        values: FloatArray,
+        stamps: FloatArray,
+        tags: npt.NDArray[np.uint8],
+    ) -> None:
+        """Write samples of many series at once, each series' samples in batch order."""
+        cap = self.capacity
+        order = np.argsort(slots, kind="stable")
+        s = slots[order]
+        uniq, first, counts = np.unique(s, return_index=True, return_counts=True)
+        rank = np.arange(len(s)) - np.repeat(first, counts)
+        # Only the newest `cap` samples of a series survive; writing the older ones to the
+        # same cells would leave the winner up to numpy's undefined order of duplicates.
+        keep = rank >= np.repeat(counts - cap, counts)
+        s, rank, order = s[keep], rank[keep], order[keep]
+        cols = (self.pos[s] + rank) % cap
+        self.values[s, cols] = values[order]
+        self.stamps[s, cols] = stamps[order]
+        self.tags[s, cols] = tags[order]
+        self.pos[uniq] = (self.pos[uniq] + counts) % cap
+        self.filled[uniq] = np.minimum(cap, self.filled[uniq] + counts)
+        self.written[uniq] += counts
+        self.version[uniq] += 1
+
     def replace(self, slot: int, generation: int, seq: int, value: float, tag: int) -> bool:
         """Overwrite sample `seq` in place, unless the ring was reused or has wrapped over it."""
         if self.generation[slot] != generation or self.written[slot] - seq > self.capacity:

@@ -12,6 +12,7 @@ import math
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +20,8 @@ import numpy.typing as npt
 from metricsd.store.ring import CHUNK, TICK_SECONDS, FloatArray, RingPool, block_stats
 
 QUANTILES: tuple[float, ...] = (0.5, 0.75, 0.9, 0.95, 0.99)
+# Batches at least this long are written with vectorised numpy operations.
+VECTOR_BATCH = 32
 
 # Latency buckets, seconds: 5 ms to 30 s, roughly x2 per step with the usual SLO lines.
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -31,6 +34,23 @@ RATINGS: tuple[str, ...] = ("good", "needs-improvement", "poor")
 NAVIGATION_TYPES: tuple[str, ...] = (
     "navigate", "reload", "back-forward", "back-forward-cache", "prerender", "restore", "other",
 )  # fmt: skip
+
+
+class Sample(Protocol):
+    """What the store needs of an observation (metricsd.ingest.base.Sample has it)."""
+
+    @property
+    def family(self) -> str: ...
+    @property
+    def key(self) -> tuple[str, ...]: ...
+    @property
+    def value(self) -> float: ...
+    @property
+    def stamp(self) -> float: ...
+    @property
+    def tag(self) -> int: ...
+    @property
+    def extra(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -117,6 +137,7 @@ class SeriesFamily:
         self.counters = np.zeros((slots, len(self.spec.tags), len(self.spec.extras)), np.int64)
         self.last_seen = np.zeros(slots)
         self._bounds = self.spec.buckets
+        self._bounds_array = np.asarray(self.spec.buckets, dtype=np.float64)
 
     def __len__(self) -> int:
         return len(self.slot_of)
@@ -129,6 +150,22 @@ class SeriesFamily:
         if stamp > self.last_seen[slot]:
             self.last_seen[slot] = stamp
         return self.pool.push(slot, value, stamp, tag)
+
+    def record_many(
+        self,
+        slots: npt.NDArray[np.int64],
+        values: FloatArray,
+        stamps: FloatArray,
+        tags: npt.NDArray[np.uint8],
+        extras: npt.NDArray[np.int64],
+    ) -> None:
+        """Add a batch (any mix of series) with a fixed number of vectorised operations."""
+        bucket = np.searchsorted(self._bounds_array, values, side="left")
+        np.add.at(self.buckets, (slots, bucket), 1)
+        np.add.at(self.sums, slots, values)
+        np.add.at(self.counters, (slots, tags, extras), 1)
+        np.maximum.at(self.last_seen, slots, stamps)
+        self.pool.push_batch(slots, values, stamps, tags)
 
     def items(self) -> Iterator[tuple[tuple[str, ...], int]]:
         return iter(self.slot_of.items())
@@ -199,6 +236,48 @@ class Store:
         if slot is None:
             return None
         return slot, family.record(slot, value, stamp, tag, extra)
+
+    def observe_many(self, samples: Sequence[Sample]) -> list[bool]:
+        """Record a batch; True per sample stored, False where `max_series` refused it.
+
+        Small batches take the scalar path (numpy's per-call overhead would dominate);
+        large ones cost a fixed number of numpy operations per family.
+        """
+        if len(samples) < VECTOR_BATCH:
+            return [
+                self.observe(s.family, s.key, s.value, s.stamp, s.tag, s.extra) is not None
+                for s in samples
+            ]
+        stored = [False] * len(samples)
+        by_family: dict[str, list[int]] = {}
+        for i, sample in enumerate(samples):
+            by_family.setdefault(sample.family, []).append(i)
+        for name, indexes in by_family.items():
+            family = self.families[name]
+            slot_of = family.slot_of
+            rows: list[int] = []
+            slots: list[int] = []
+            for i in indexes:
+                key = samples[i].key
+                slot = slot_of.get(key)
+                if slot is None:
+                    slot = self.slot(family, key)
+                    if slot is None:
+                        continue
+                rows.append(i)
+                slots.append(slot)
+                stored[i] = True
+            if not rows:
+                continue
+            picked = [samples[i] for i in rows]
+            family.record_many(
+                np.asarray(slots, dtype=np.int64),
+                np.fromiter((s.value for s in picked), np.float64, len(picked)),
+                np.fromiter((s.stamp for s in picked), np.float64, len(picked)),
+                np.fromiter((s.tag for s in picked), np.uint8, len(picked)),
+                np.fromiter((s.extra for s in picked), np.int64, len(picked)),
+            )
+        return stored
 
     def window_stats(self, family: SeriesFamily, now: float) -> WindowStats:
         """Exact window stats of every series of `family`; stale rows are recomputed here."""

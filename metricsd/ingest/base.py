@@ -1,0 +1,187 @@
+"""What every beacon type shares: field checks, the batch loop and the registry.
+
+A beacon type turns one JSON item into one `Sample` (or raises BeaconError with a reason
+the sender can act on); the batch loop keeps the valid items of a batch and reports the
+others by index. Validation is plain Python on purpose: it is the hot path, and a
+pydantic model per item costs several times more than these few type checks.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, NamedTuple
+
+from metricsd.config import IngestConfig
+from metricsd.errors import BeaconError
+from metricsd.selfmetrics import SelfMetrics
+from metricsd.store.series import Store
+
+# Client timestamps may run this far ahead of ours (clock skew) before they are refused;
+# within it they are clamped to now, so windows never hold samples from the future.
+MAX_CLOCK_SKEW_S = 300.0
+# Oldest client timestamp accepted: older samples would only feed the cumulative
+# histograms with data Prometheus can no longer place in time.
+MAX_SAMPLE_AGE_S = 3600.0
+# Epoch values above this are milliseconds (1e11 s is the year 5138).
+_MS_EPOCH_THRESHOLD = 1e11
+# How many per-item errors a response lists; the count of rejects is always exact.
+MAX_ERRORS_REPORTED = 100
+
+
+class Sample(NamedTuple):
+    """One validated observation, ready for the store."""
+
+    family: str
+    key: tuple[str, ...]
+    value: float
+    stamp: float
+    tag: int
+    extra: int = 0
+    ident: str = ""  # web-vitals metric id, for de-duplication
+
+
+@dataclass
+class Context:
+    """Per-request facts a parser may need (arrival time, Referer)."""
+
+    now: float
+    referer: str | None = None
+
+
+@dataclass
+class BatchResult:
+    """Outcome of one request: accepted count and (index, reason, message) per reject."""
+
+    accepted: int = 0
+    rejected: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def reject(self, index: int, error: BeaconError) -> None:
+        self.rejected += 1
+        if len(self.errors) < MAX_ERRORS_REPORTED:
+            self.errors.append({"index": index, "reason": error.reason, "error": str(error)})
+
+
+class BeaconType(ABC):
+    """One beacon route: `/v1/beacons/<name>`."""
+
+    name: ClassVar[str]
+    needs_token: ClassVar[bool]  # server-to-server beacons carry a bearer token
+    cors: ClassVar[bool]  # browser beacons are cross-origin
+
+    def __init__(self, config: IngestConfig, store: Store, counters: SelfMetrics) -> None:
+        self.config = config
+        self.store = store
+        self.counters = counters
+        self.max_len = config.max_string_length
+
+    @abstractmethod
+    def parse(self, item: Any, ctx: Context) -> Sample:
+        """Validate one item; raise BeaconError saying what is wrong."""
+
+    def record(self, samples: list[Sample], result: BatchResult, indexes: list[int]) -> None:
+        """Write valid samples; a sample refused for want of a series slot is a reject."""
+        if not samples:
+            return
+        stored = self.store.observe_many(samples)
+        for ok, index in zip(stored, indexes, strict=True):
+            if ok:
+                result.accepted += 1
+            else:
+                result.reject(index, SERIES_LIMIT)
+
+    def ingest(self, items: list[Any], ctx: Context) -> BatchResult:
+        """Parse every item, keep the valid ones, count and report the others."""
+        result = BatchResult()
+        samples: list[Sample] = []
+        indexes: list[int] = []
+        parse = self.parse
+        for index, item in enumerate(items):
+            try:
+                samples.append(parse(item, ctx))
+            except BeaconError as exc:
+                result.reject(index, exc)
+                self.counters.rejected[(self.name, exc.reason)] += 1
+                continue
+            indexes.append(index)
+        before = result.rejected
+        self.record(samples, result, indexes)
+        if result.rejected > before:
+            self.counters.rejected[(self.name, "series_limit")] += result.rejected - before
+        self.counters.accepted[self.name] += result.accepted
+        return result
+
+    # --- field checks shared by the beacon types -------------------------------------
+
+    def string(self, item: dict[str, Any], name: str, required: bool = True) -> str | None:
+        value = item.get(name)
+        if value is None:
+            if required:
+                raise BeaconError(f"{name} is required", "missing_field")
+            return None
+        if type(value) is not str:
+            raise BeaconError(f"{name} must be a string", "wrong_type")
+        if not value or len(value) > self.max_len:
+            raise BeaconError(
+                f"{name} must be 1 to {self.max_len} characters", "bad_string"
+            )
+        if not value.isprintable():
+            raise BeaconError(f"{name} must not contain control characters", "bad_string")
+        return value
+
+
+SERIES_LIMIT = BeaconError(
+    "series limit reached (ingest.max_series): sample dropped", "series_limit"
+)
+
+
+def number(item: dict[str, Any], name: str, low: float, high: float) -> float:
+    """A finite JSON number (not a bool, not a string) within [low, high]."""
+    value = item.get(name)
+    if value is None:
+        raise BeaconError(f"{name} is required", "missing_field")
+    kind = type(value)
+    if kind is not float and kind is not int:
+        raise BeaconError(f"{name} must be a number", "wrong_type")
+    if not math.isfinite(value):
+        raise BeaconError(f"{name} must be finite", "out_of_range")
+    if not low <= value <= high:
+        raise BeaconError(f"{name} must be between {low:g} and {high:g}", "out_of_range")
+    return float(value)
+
+
+def timestamp(item: dict[str, Any], now: float) -> float:
+    """Optional `timestamp`: Unix seconds (or milliseconds); defaults to arrival time."""
+    value = item.get("timestamp")
+    if value is None:
+        return now
+    kind = type(value)
+    if (kind is not float and kind is not int) or not math.isfinite(value):
+        raise BeaconError("timestamp must be Unix seconds or milliseconds", "wrong_type")
+    stamp = value / 1000.0 if value > _MS_EPOCH_THRESHOLD else float(value)
+    if stamp > now + MAX_CLOCK_SKEW_S or stamp < now - MAX_SAMPLE_AGE_S:
+        raise BeaconError(
+            f"timestamp must be within {MAX_SAMPLE_AGE_S:g}s before and "
+            f"{MAX_CLOCK_SKEW_S:g}s after the server's clock",
+            "out_of_range",
+        )
+    return min(stamp, now)
+
+
+def as_object(item: Any) -> dict[str, Any]:
+    if type(item) is not dict:
+        raise BeaconError("each beacon must be a JSON object", "not_object")
+    return item
+
+
+BEACONS: dict[str, type[BeaconType]] = {}
+
+
+def register(cls: type[BeaconType]) -> type[BeaconType]:
+    """Class decorator: make `/v1/beacons/<cls.name>` route to this type."""
+    if cls.name in BEACONS:
+        raise RuntimeError(f"beacon type {cls.name!r} registered twice")
+    BEACONS[cls.name] = cls
+    return cls

@@ -1,0 +1,149 @@
+"""Web Vitals from browsers, as Google's `web-vitals` library reports them.
+
+web-vitals reports CLS and INP again on every page hide (same `id`, larger value) and
+everything again after a back/forward-cache restore (new `id`). A repeated id updates its
+sample in the window in place, so window quantiles see each page view once with its
+latest value; the cumulative histogram and rating counters keep the first report, because
+Prometheus counters cannot move an observation to another bucket.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from metricsd.config import IngestConfig
+from metricsd.errors import BeaconError
+from metricsd.ingest.base import (
+    SERIES_LIMIT,
+    BatchResult,
+    BeaconType,
+    Context,
+    Sample,
+    as_object,
+    number,
+    register,
+)
+from metricsd.ingest.normalize import normalize_path, page_from_referer
+from metricsd.selfmetrics import SelfMetrics
+from metricsd.store.series import NAVIGATION_TYPES, RATINGS, VITALS, Store
+
+UNKNOWN_PAGE = "unknown"
+MAX_CLS = 100.0  # a page that shifts more than this is reporting garbage
+_NAV_INDEX = {name: i for i, name in enumerate(NAVIGATION_TYPES)}
+_OTHER_NAV = _NAV_INDEX["other"]
+
+
+def rating_of(name: str, value: float) -> int:
+    """Index into RATINGS by Google's thresholds: good <= good < needs-improvement <= poor <."""
+    spec = VITALS[name]
+    if value <= spec.good:
+        return 0
+    return 1 if value <= spec.poor else 2
+
+
+class Dedupe:
+    """Recently seen web-vitals ids -> where their sample sits, bounded in time and count."""
+
+    def __init__(self, ttl: float, max_ids: int) -> None:
+        self.ttl = ttl
+        self.max_ids = max_ids
+        # (name, id) -> [first seen, slot, generation, seq, value, tag]
+        self.seen: OrderedDict[tuple[str, str], list[Any]] = OrderedDict()
+
+    def get(self, key: tuple[str, str], now: float) -> list[Any] | None:
+        cutoff = now - self.ttl
+        seen = self.seen
+        while seen:  # insertion order is first-seen order: expire from the front
+            oldest = next(iter(seen.values()))
+            if oldest[0] >= cutoff:
+                break
+            seen.popitem(last=False)
+        return seen.get(key)
+
+    def add(self, key: tuple[str, str], entry: list[Any]) -> None:
+        if len(self.seen) >= self.max_ids:
+            self.seen.popitem(last=False)
+        self.seen[key] = entry
+
+
+@register
+class VitalsBeacon(BeaconType):
+    """A web-vitals Metric object (`name`, `value`, `rating`, `delta`, `id`, ...) per item."""
+
+    name = "vitals"
+    needs_token = False
+    cors = True
+
+    def __init__(self, config: IngestConfig, store: Store, counters: SelfMetrics) -> None:
+        super().__init__(config, store, counters)
+        self.dedupe = Dedupe(config.vitals_dedupe_ttl, config.vitals_dedupe_max_ids)
+        self.max_ms = config.max_duration_ms
+
+    def parse(self, item: Any, ctx: Context) -> Sample:
+        item = as_object(item)
+        name = item.get("name")
+        if type(name) is not str:
+            raise BeaconError("name is required: one of " + ", ".join(VITALS), "missing_field")
+        spec = VITALS.get(name)
+        if spec is None:
+            raise BeaconError(
+                f"unknown vital {name[:32]!r}: use one of " + ", ".join(VITALS), "unknown_name"
+            )
+        if spec.unit:  # web-vitals reports times in milliseconds; we export seconds
+            value = number(item, "value", 0.0, self.max_ms) / 1000.0
+        else:
+            value = number(item, "value", 0.0, MAX_CLS)
+        if "delta" in item:
+            number(item, "delta", -self.max_ms, self.max_ms)
+        rating = item.get("rating")
+        if rating is not None and rating not in RATINGS:
+            raise BeaconError("rating must be one of " + ", ".join(RATINGS), "wrong_type")
+        ident = self.string(item, "id")
+        nav = self.string(item, "navigationType", required=False)
+        page = self.string(item, "page", required=False)
+        if page is not None:
+            page = normalize_path(page)
+        elif ctx.referer:
+            page = page_from_referer(ctx.referer[: self.max_len * 4])
+        assert ident is not None
+        return Sample(
+            spec.name,
+            (page or UNKNOWN_PAGE,),
+            value,
+            ctx.now,
+            rating_of(spec.name, value),
+            _NAV_INDEX.get(nav, _OTHER_NAV) if nav else _NAV_INDEX["navigate"],
+            ident,
+        )
+
+    def record(self, samples: list[Sample], result: BatchResult, indexes: list[int]) -> None:
+        """Write new ids; a repeated id updates its window sample instead of adding one."""
+        pool = self.store.pool
+        duplicates = self.counters.vitals_duplicates
+        for sample, index in zip(samples, indexes, strict=True):
+            key = (sample.family, sample.ident)
+            entry = self.dedupe.get(key, sample.stamp)
+            if entry is not None:
+                _, slot, generation, seq, value, tag = entry
+                if (value, tag) != (sample.value, sample.tag) and pool.replace(
+                    slot, generation, seq, sample.value, sample.tag
+                ):
+                    entry[4], entry[5] = sample.value, sample.tag
+                    duplicates["updated"] += 1
+                else:
+                    duplicates["ignored"] += 1
+                result.accepted += 1
+                continue
+            where = self.store.observe(
+                sample.family, sample.key, sample.value, sample.stamp, sample.tag, sample.extra
+            )
+            if where is None:
+                result.reject(index, SERIES_LIMIT)
+                continue
+            slot, seq = where
+            self.dedupe.add(
+                key,
+                [sample.stamp, slot, int(pool.generation[slot]), seq, sample.value, sample.tag],
+            )
+            result.accepted += 1

@@ -1,0 +1,165 @@
+"""POST /v1/beacons/{type}: authenticate, rate-limit, decode, validate, record, answer 202.
+
+Every answer is JSON with a reason the sender can act on, and every answer is counted in
+metricsd_ingest_requests_total{type,code}; nothing a client sends can produce a 5xx.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import time
+from typing import Any
+
+import aiohttp_cors
+import orjson
+from aiohttp import hdrs, web
+
+from metricsd.config import IngestConfig
+from metricsd.errors import BeaconError
+from metricsd.ingest import timings, vitals  # noqa: F401  (registers the beacon types)
+from metricsd.ingest.base import BEACONS, BeaconType, Context
+from metricsd.ingest.ratelimit import TokenBuckets, client_address, is_loopback
+from metricsd.keys import BEACON_TYPES, CONFIG, RATE_LIMITER, SELF_METRICS, STORE
+
+JSON = "application/json"
+
+
+class Refused(BeaconError):
+    """A whole request is refused: status code, reason code, message, extra headers."""
+
+    def __init__(
+        self, status: int, reason: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message, reason)
+        self.status = status
+        self.headers = headers or {}
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(body), content_type=JSON,
+                        headers=headers)
+
+
+class BeaconHandler:
+    """One route's handler; state comes from the app, so tests can build many apps."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def __call__(self, request: web.Request) -> web.Response:
+        app = request.app
+        beacon: BeaconType = app[BEACON_TYPES][self.name]
+        counters = app[SELF_METRICS]
+        try:
+            response = await self._handle(request, beacon, app[CONFIG].ingest)
+        except Refused as exc:
+            counters.rejected[(self.name, exc.reason)] += 1
+            if exc.status == 429:
+                counters.rate_limited[self.name] += 1
+            response = _json(exc.status, {"error": str(exc), "reason": exc.reason}, exc.headers)
+        counters.requests[(self.name, response.status)] += 1
+        return response
+
+    async def _handle(
+        self, request: web.Request, beacon: BeaconType, config: IngestConfig
+    ) -> web.Response:
+        now = time.time()
+        token = self._authenticate(request, beacon, config)
+        self._rate_limit(request, config, token, now)
+        length = request.content_length
+        if length is not None and length > config.max_body_bytes:
+            raise _too_large(config)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise _too_large(config) from None
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise Refused(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+        items = payload if type(payload) is list else [payload]
+        if not items:
+            raise Refused(400, "empty", "empty batch: send an object or a non-empty array")
+        if len(items) > config.max_items:
+            raise Refused(413, "too_many_items",
+                          f"batch of {len(items)} items exceeds ingest.max_items "
+                          f"({config.max_items}): split it")
+        result = beacon.ingest(items, Context(now, request.headers.get(hdrs.REFERER)))
+        body_out = {"accepted": result.accepted, "rejected": result.rejected,
+                    "errors": result.errors}
+        return _json(202 if result.accepted else 400, body_out)
+
+    def _authenticate(
+        self, request: web.Request, beacon: BeaconType, config: IngestConfig
+    ) -> str | None:
+        """The bearer token when one is required (constant-time check), else None."""
+        if not beacon.needs_token or not config.tokens:
+            return None
+        scheme, _, presented = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
+        challenge = {"WWW-Authenticate": 'Bearer realm="metricsd"'}
+        if scheme.lower() != "bearer" or not presented:
+            raise Refused(401, "unauthorized", "missing bearer token", challenge)
+        candidate = presented.strip().encode()
+        # Compare against every token so the time taken does not say which one nearly matched.
+        matched = None
+        for token in config.tokens:
+            if hmac.compare_digest(candidate, token.encode()):
+                matched = token
+        if matched is None:
+            raise Refused(401, "unauthorized", "invalid bearer token", challenge)
+        return matched
+
+    def _rate_limit(
+        self, request: web.Request, config: IngestConfig, token: str | None, now: float
+    ) -> None:
+        limits = config.rate_limit
+        if limits.enabled is False:
+            return
+        client = client_address(
+            request.remote, request.headers.get("X-Forwarded-For"), limits.trusted_proxies
+        )
+        if limits.enabled is None and is_loopback(client):
+            return
+        buckets = request.app[RATE_LIMITER]
+        wait = buckets.take(f"ip:{client}", now)
+        if token is not None:
+            wait = max(wait, buckets.take(f"token:{token}", now))
+        if wait > 0:
+            retry = str(max(1, math.ceil(wait)))
+            raise Refused(429, "rate_limited",
+                          f"rate limit of {limits.requests_per_second:g} requests/s exceeded",
+                          {"Retry-After": retry})
+
+
+def _too_large(config: IngestConfig) -> Refused:
+    return Refused(413, "body_too_large",
+                   f"body exceeds ingest.max_body_bytes ({config.max_body_bytes} bytes)")
+
+
+async def unknown_type(request: web.Request) -> web.Response:
+    kinds = ", ".join(f"/v1/beacons/{name}" for name in BEACONS)
+    return _json(404, {"error": f"unknown beacon type; use {kinds}", "reason": "unknown_type"})
+
+
+def setup(app: web.Application) -> None:
+    """Routes for every registered beacon type, CORS for the browser ones."""
+    config = app[CONFIG].ingest
+    app[BEACON_TYPES] = {
+        name: cls(config, app[STORE], app[SELF_METRICS]) for name, cls in BEACONS.items()
+    }
+    app[RATE_LIMITER] = TokenBuckets(
+        config.rate_limit.requests_per_second, config.rate_limit.burst,
+        config.rate_limit.max_clients,
+    )
+    cors = aiohttp_cors.setup(app)
+    # Beacons may carry cookies, so the allowed origin is echoed, never "*".
+    options = aiohttp_cors.ResourceOptions(
+        allow_credentials=True, allow_headers=("Content-Type",), max_age=86400
+    )
+    origins = {origin: options for origin in config.cors_origins}
+    for name, cls in BEACONS.items():
+        route = app.router.add_post(f"/v1/beacons/{name}", BeaconHandler(name))
+        if cls.cors and origins:
+            cors.add(route, origins)
+    app.router.add_route("*", "/v1/beacons/{type}", unknown_type)
