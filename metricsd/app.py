@@ -15,7 +15,7 @@ from metricsd.export.prometheus import SelfCollector, StoreCollector
 from metricsd.keys import CONFIG, HTTP, READINESS, REGISTRY, SCHEDULER, SELF_METRICS, STORE
 from metricsd.selfmetrics import SelfMetrics
 from metricsd.store.series import Store
-from metricsd.web import beacons, metrics, status
+from metricsd.web import beacons, metrics, status, summary
 
 
 async def http_session(app: web.Application) -> AsyncIterator[None]:
@@ -57,6 +57,7 @@ def create_app(config: Config) -> web.Application:
     status.setup(app)
     metrics.setup(app)
     beacons.setup(app)
+    summary.setup(app)
 
     # Cleanup contexts start in this order and stop in reverse: pools, then the HTTP
     # session, then the scheduler whose jobs use both.

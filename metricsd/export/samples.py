@@ -25,7 +25,8 @@ def collect_families(registry: CollectorRegistry, names: Iterable[str]) -> list[
         for name, collector in registry._names_to_collectors.items()
         if name in wanted
     }
-    collectors.update(registry._collectors_without_names)
+    # Collectors that described nothing are asked every time (they may have anything).
+    collectors.update(c for c, described in registry._collector_to_names.items() if not described)
     for collector in collectors:
         collect_only = getattr(collector, "collect_only", None)
         families = collect_only(wanted) if collect_only else collector.collect()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 from metricsd.config import IngestConfig
 from metricsd.errors import BeaconError
@@ -30,16 +30,9 @@ _MS_EPOCH_THRESHOLD = 1e11
 MAX_ERRORS_REPORTED = 100
 
 
-class Sample(NamedTuple):
-    """One validated observation, ready for the store."""
-
-    family: str
-    key: tuple[str, ...]
-    value: float
-    stamp: float
-    tag: int
-    extra: int = 0
-    ident: str = ""  # web-vitals metric id, for de-duplication
+# One validated observation: (family, key, value, stamp, tag, extra, ident). A plain
+# tuple on purpose (see metricsd.store.series.Sample); `ident` is the web-vitals id.
+Sample = tuple[str, tuple[str, ...], float, float, int, int, str]
 
 
 @dataclass

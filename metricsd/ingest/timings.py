@@ -4,9 +4,35 @@ from __future__ import annotations
 
 from typing import Any
 
+from metricsd.config import IngestConfig
 from metricsd.errors import BeaconError
-from metricsd.ingest.base import BeaconType, Context, Sample, as_object, number, register, timestamp
+from metricsd.ingest.base import (
+    BeaconType,
+    Context,
+    Sample,
+    as_object,
+    number,
+    register,
+    timestamp,
+)
 from metricsd.ingest.normalize import normalize_method, normalize_path
+from metricsd.selfmetrics import SelfMetrics
+from metricsd.store.series import Store
+
+# Raw strings remembered as already validated and normalised. The same services, routes
+# and methods repeat all day, so a dict lookup replaces the checks; when a cache fills it
+# is emptied and refills with what is current (bounded memory, no LRU bookkeeping).
+LABEL_CACHE_SIZE = 65536
+
+
+class _Labels(dict[str, str]):
+    """raw -> normalised label value, for strings that passed validation once."""
+
+    def remember(self, raw: str, label: str) -> str:
+        if len(self) >= LABEL_CACHE_SIZE:
+            self.clear()
+        self[raw] = label
+        return label
 
 
 @register
@@ -17,7 +43,46 @@ class TimingsBeacon(BeaconType):
     needs_token = True
     cors = False
 
+    def __init__(self, config: IngestConfig, store: Store, counters: SelfMetrics) -> None:
+        super().__init__(config, store, counters)
+        self.max_ms = config.max_duration_ms
+        self.services = _Labels()
+        self.routes = _Labels()
+        self.methods = _Labels()
+
     def parse(self, item: Any, ctx: Context) -> Sample:
+        # Fast path: strings seen before and plain numbers in range. Anything else goes to
+        # `_explain`, which validates field by field and names the first problem.
+        if type(item) is dict:
+            s = item.get("service")
+            r = item.get("route")
+            m = item.get("method")
+            status = item.get("status")
+            duration = item.get("duration_ms")
+            if (
+                type(s) is str
+                and type(r) is str
+                and type(m) is str
+                and type(status) is int
+                and (type(duration) is float or type(duration) is int)
+            ):
+                service = self.services.get(s)
+                route = self.routes.get(r)
+                method = self.methods.get(m)
+                if (
+                    service is not None
+                    and route is not None
+                    and method is not None
+                    and 100 <= status <= 599
+                    and 0.0 <= duration <= self.max_ms
+                    and "timestamp" not in item
+                ):
+                    return ("api", (service, route, method), duration / 1000.0, ctx.now,
+                            status // 100 - 1, 0, "")
+        return self._explain(item, ctx)
+
+    def _explain(self, item: Any, ctx: Context) -> Sample:
+        """The slow path: validate field by field, raising the first problem found."""
         item = as_object(item)
         service = self.string(item, "service")
         route = self.string(item, "route")
@@ -29,7 +94,12 @@ class TimingsBeacon(BeaconType):
             raise BeaconError("status must be an integer HTTP status code", "wrong_type")
         if not 100 <= status <= 599:
             raise BeaconError("status must be between 100 and 599", "out_of_range")
-        duration_ms = number(item, "duration_ms", 0.0, self.config.max_duration_ms)
+        duration_ms = number(item, "duration_ms", 0.0, self.max_ms)
+        stamp = timestamp(item, ctx.now)
         assert service is not None and route is not None and method is not None
-        key = (service, normalize_path(route), normalize_method(method))
-        return Sample("api", key, duration_ms / 1000.0, timestamp(item, ctx.now), status // 100 - 1)
+        key = (
+            self.services.remember(service, service),
+            self.routes.remember(route, normalize_path(route)),
+            self.methods.remember(method, normalize_method(method)),
+        )
+        return ("api", key, duration_ms / 1000.0, stamp, status // 100 - 1, 0, "")

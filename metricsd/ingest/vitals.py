@@ -107,7 +107,7 @@ class VitalsBeacon(BeaconType):
         elif ctx.referer:
             page = page_from_referer(ctx.referer[: self.max_len * 4])
         assert ident is not None
-        return Sample(
+        return (
             spec.name,
             (page or UNKNOWN_PAGE,),
             value,
@@ -122,28 +122,25 @@ class VitalsBeacon(BeaconType):
         pool = self.store.pool
         duplicates = self.counters.vitals_duplicates
         for sample, index in zip(samples, indexes, strict=True):
-            key = (sample.family, sample.ident)
-            entry = self.dedupe.get(key, sample.stamp)
+            family, key, value, stamp, tag, extra, ident = sample
+            entry = self.dedupe.get((family, ident), stamp)
             if entry is not None:
-                _, slot, generation, seq, value, tag = entry
-                if (value, tag) != (sample.value, sample.tag) and pool.replace(
-                    slot, generation, seq, sample.value, sample.tag
+                _, slot, generation, seq, old_value, old_tag = entry
+                if (old_value, old_tag) != (value, tag) and pool.replace(
+                    slot, generation, seq, value, tag
                 ):
-                    entry[4], entry[5] = sample.value, sample.tag
+                    entry[4], entry[5] = value, tag
                     duplicates["updated"] += 1
                 else:
                     duplicates["ignored"] += 1
                 result.accepted += 1
                 continue
-            where = self.store.observe(
-                sample.family, sample.key, sample.value, sample.stamp, sample.tag, sample.extra
-            )
+            where = self.store.observe(family, key, value, stamp, tag, extra)
             if where is None:
                 result.reject(index, SERIES_LIMIT)
                 continue
             slot, seq = where
             self.dedupe.add(
-                key,
-                [sample.stamp, slot, int(pool.generation[slot]), seq, sample.value, sample.tag],
+                (family, ident), [stamp, slot, int(pool.generation[slot]), seq, value, tag]
             )
             result.accepted += 1

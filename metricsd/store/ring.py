@@ -195,9 +195,10 @@ class RingPool:
 
     def cached(
         self, slots: npt.NDArray[np.int64], ntags: int
-    ) -> tuple[FloatArray, npt.NDArray[np.int64], FloatArray, npt.NDArray[np.int64]]:
+    ) -> tuple[FloatArray, npt.NDArray[np.int64], FloatArray, npt.NDArray[np.int64], FloatArray]:
+        """Cached (quantiles, counts, sums, tag counts, oldest stamps) of these rows."""
         return (self._c_q[slots], self._c_n[slots], self._c_sum[slots],
-                self._c_tags[slots, :ntags])
+                self._c_tags[slots, :ntags], self._c_min[slots])
 
     def refresh(
         self, slots: npt.NDArray[np.int64], cutoff: float, now: float, ntags: int

@@ -12,7 +12,7 @@ import math
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -36,21 +36,9 @@ NAVIGATION_TYPES: tuple[str, ...] = (
 )  # fmt: skip
 
 
-class Sample(Protocol):
-    """What the store needs of an observation (metricsd.ingest.base.Sample has it)."""
-
-    @property
-    def family(self) -> str: ...
-    @property
-    def key(self) -> tuple[str, ...]: ...
-    @property
-    def value(self) -> float: ...
-    @property
-    def stamp(self) -> float: ...
-    @property
-    def tag(self) -> int: ...
-    @property
-    def extra(self) -> int: ...
+# One observation: (family, key, value, stamp, tag, extra, ...). A plain tuple, because
+# building a NamedTuple per beacon item costs more than validating it.
+Sample = tuple[Any, ...]
 
 
 @dataclass(frozen=True)
@@ -115,6 +103,17 @@ class WindowStats:
     counts: npt.NDArray[np.int64]  # samples in the window
     sums: FloatArray  # sum of window samples
     tag_counts: npt.NDArray[np.int64]  # len(keys) x len(tags), window samples per tag
+    oldest: FloatArray  # stamp of the oldest sample in the window (inf when empty)
+
+    def rates(self, now: float, window_seconds: float, capacity: int) -> FloatArray:
+        """Samples per second over the window.
+
+        A ring that is not full holds every sample of the last `window_seconds`; a full
+        one holds only its newest `capacity`, so its span is from its oldest sample.
+        """
+        full = self.counts >= capacity
+        span = np.where(full, np.maximum(now - self.oldest, 1e-3), window_seconds)
+        return np.where(self.counts > 0, self.counts / span, 0.0)
 
 
 @dataclass
@@ -244,39 +243,39 @@ class Store:
         large ones cost a fixed number of numpy operations per family.
         """
         if len(samples) < VECTOR_BATCH:
-            return [
-                self.observe(s.family, s.key, s.value, s.stamp, s.tag, s.extra) is not None
-                for s in samples
-            ]
-        stored = [False] * len(samples)
-        by_family: dict[str, list[int]] = {}
-        for i, sample in enumerate(samples):
-            by_family.setdefault(sample.family, []).append(i)
-        for name, indexes in by_family.items():
-            family = self.families[name]
-            slot_of = family.slot_of
-            rows: list[int] = []
-            slots: list[int] = []
-            for i in indexes:
-                key = samples[i].key
-                slot = slot_of.get(key)
+            return [self.observe(*s[:6]) is not None for s in samples]
+        names, keys, values, stamps, tags, extras = list(zip(*samples, strict=True))[:6]
+        if len(set(names)) > 1:  # mixed families: split, keeping each sample's position
+            stored = [False] * len(samples)
+            for name in set(names):
+                idx = [i for i, n in enumerate(names) if n == name]
+                for i, ok in zip(idx, self.observe_many([samples[i] for i in idx]), strict=True):
+                    stored[i] = ok
+            return stored
+        family = self.families[names[0]]
+        get = family.slot_of.get
+        slots = [get(key) for key in keys]
+        stored = [True] * len(samples)
+        if None in slots:
+            for i, slot in enumerate(slots):
                 if slot is None:
-                    slot = self.slot(family, key)
-                    if slot is None:
-                        continue
-                rows.append(i)
-                slots.append(slot)
-                stored[i] = True
-            if not rows:
-                continue
-            picked = [samples[i] for i in rows]
-            family.record_many(
-                np.asarray(slots, dtype=np.int64),
-                np.fromiter((s.value for s in picked), np.float64, len(picked)),
-                np.fromiter((s.stamp for s in picked), np.float64, len(picked)),
-                np.fromiter((s.tag for s in picked), np.uint8, len(picked)),
-                np.fromiter((s.extra for s in picked), np.int64, len(picked)),
-            )
+                    slots[i] = self.slot(family, keys[i])
+            if None in slots:  # the series budget is spent: drop those samples, counted
+                stored = [slot is not None for slot in slots]
+                keep = [i for i, ok in enumerate(stored) if ok]
+                slots = [slots[i] for i in keep]
+                values, stamps, tags, extras = (
+                    [col[i] for i in keep] for col in (values, stamps, tags, extras)
+                )
+                if not slots:
+                    return stored
+        family.record_many(
+            np.array(slots, dtype=np.int64),
+            np.array(values, dtype=np.float64),
+            np.array(stamps, dtype=np.float64),
+            np.array(tags, dtype=np.uint8),
+            np.array(extras, dtype=np.int64),
+        )
         return stored
 
     def window_stats(self, family: SeriesFamily, now: float) -> WindowStats:

@@ -5,18 +5,25 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
-from prometheus_client.exposition import choose_encoder
 
+from metricsd.export.text import (
+    OPENMETRICS_CONTENT_TYPE,
+    TEXT_CONTENT_TYPE,
+    render,
+    wants_openmetrics,
+)
 from metricsd.keys import REGISTRY, STORE
 
 
 async def metrics(request: web.Request) -> web.Response:
     """Refresh stale window stats off the loop, then render the whole registry."""
     await request.app[STORE].refresh(time.time())
-    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    body = encoder(request.app[REGISTRY])
+    openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
+    body = render(request.app[REGISTRY], openmetrics)
     response = web.Response(body=body)
-    response.headers["Content-Type"] = content_type
+    response.headers["Content-Type"] = (
+        OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
+    )
     return response
 
 
