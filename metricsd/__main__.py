@@ -61,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if config.log_level != "debug":  # APScheduler logs every job run at INFO
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
     from metricsd.server import serve
 
     return serve(config)

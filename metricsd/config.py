@@ -133,13 +133,16 @@ class PostgresConfig(_Model):
     collectors: dict[str, bool] = {}
     targets: list[TargetConfig] = []
 
-    @model_validator(mode="after")
-    def _unique_targets(self) -> PostgresConfig:
-        names = [target.name for target in self.targets]
+    # A field validator, not a model one: pydantic skips model validators when any other
+    # field fails, and an operator should see every problem in one go.
+    @field_validator("targets")
+    @classmethod
+    def _unique_targets(cls, targets: list[TargetConfig]) -> list[TargetConfig]:
+        names = [target.name for target in targets]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"target names must be unique, repeated: {', '.join(duplicates)}")
-        return self
+        return targets
 
 
 class ReceiverConfig(_Model):

@@ -7,8 +7,10 @@ metricsd_ingest_requests_total{type,code}; nothing a client sends can produce a 
 from __future__ import annotations
 
 import hmac
+import json
 import math
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp_cors
@@ -23,6 +25,7 @@ from metricsd.ingest.ratelimit import TokenBuckets, client_address, is_loopback
 from metricsd.keys import BEACON_TYPES, CONFIG, RATE_LIMITER, SELF_METRICS, STORE
 
 JSON = "application/json"
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 class Refused(BeaconError):
@@ -41,27 +44,33 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
                         headers=headers)
 
 
-class BeaconHandler:
-    """One route's handler; state comes from the app, so tests can build many apps."""
+def beacon_handler(name: str) -> Handler:
+    """The handler of `/v1/beacons/<name>`; state comes from the app, never from globals."""
+    checks = BeaconChecks(name)
+
+    async def handle(request: web.Request) -> web.Response:
+        app = request.app
+        counters = app[SELF_METRICS]
+        try:
+            response = await checks.handle(request, app[BEACON_TYPES][name], app[CONFIG].ingest)
+        except Refused as exc:
+            counters.rejected[(name, exc.reason)] += 1
+            if exc.status == 429:
+                counters.rate_limited[name] += 1
+            response = _json(exc.status, {"error": str(exc), "reason": exc.reason}, exc.headers)
+        counters.requests[(name, response.status)] += 1
+        return response
+
+    return handle
+
+
+class BeaconChecks:
+    """Authentication, rate limit, body limits and decoding, in that order (cheapest first)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
 
-    async def __call__(self, request: web.Request) -> web.Response:
-        app = request.app
-        beacon: BeaconType = app[BEACON_TYPES][self.name]
-        counters = app[SELF_METRICS]
-        try:
-            response = await self._handle(request, beacon, app[CONFIG].ingest)
-        except Refused as exc:
-            counters.rejected[(self.name, exc.reason)] += 1
-            if exc.status == 429:
-                counters.rate_limited[self.name] += 1
-            response = _json(exc.status, {"error": str(exc), "reason": exc.reason}, exc.headers)
-        counters.requests[(self.name, response.status)] += 1
-        return response
-
-    async def _handle(
+    async def handle(
         self, request: web.Request, beacon: BeaconType, config: IngestConfig
     ) -> web.Response:
         now = time.time()
@@ -74,10 +83,7 @@ class BeaconHandler:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise _too_large(config) from None
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise Refused(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+        payload = decode(body)
         items = payload if type(payload) is list else [payload]
         if not items:
             raise Refused(400, "empty", "empty batch: send an object or a non-empty array")
@@ -132,6 +138,20 @@ class BeaconHandler:
                           {"Retry-After": retry})
 
 
+def decode(body: bytes) -> Any:
+    """JSON by orjson; on failure, by the standard library, which also reads NaN and
+    Infinity (Python's json.dumps writes them), so such items are refused one by one
+    while the rest of their batch is kept."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        error = exc
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):  # JSONDecodeError, bad UTF-8, huge ints; deep nesting
+        raise Refused(400, "invalid_json", f"body is not valid JSON: {error}") from None
+
+
 def _too_large(config: IngestConfig) -> Refused:
     return Refused(413, "body_too_large",
                    f"body exceeds ingest.max_body_bytes ({config.max_body_bytes} bytes)")
@@ -159,7 +179,7 @@ def setup(app: web.Application) -> None:
     )
     origins = {origin: options for origin in config.cors_origins}
     for name, cls in BEACONS.items():
-        route = app.router.add_post(f"/v1/beacons/{name}", BeaconHandler(name))
+        route = app.router.add_post(f"/v1/beacons/{name}", beacon_handler(name))
         if cls.cors and origins:
             cors.add(route, origins)
     app.router.add_route("*", "/v1/beacons/{type}", unknown_type)

@@ -1,0 +1,127 @@
+"""Exact window quantiles: the rings must agree with numpy.percentile on the same window."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from metricsd.store.ring import RingPool, block_stats
+from metricsd.store.series import QUANTILES
+
+QS = np.asarray(QUANTILES)
+
+
+def _stats(pool: RingPool, slots: list[int], cutoff: float, ntags: int = 1):
+    rows = pool.copy_rows(np.asarray(slots, dtype=np.int64))
+    return block_stats(rows, cutoff, pool.qs, ntags)
+
+
+def _distributions(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    bimodal = np.concatenate([rng.normal(0.05, 0.005, n // 2), rng.normal(1.5, 0.1, n - n // 2)])
+    outliers = rng.exponential(0.02, n)
+    outliers[rng.choice(n, n // 50, replace=False)] = rng.uniform(10, 30, n // 50)
+    return {
+        "uniform": rng.uniform(0, 1, n),
+        "lognormal": rng.lognormal(-3, 1.2, n),
+        "bimodal": rng.permutation(bimodal),
+        "outliers": outliers,
+        "ties": rng.integers(0, 4, n).astype(float),
+    }
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 100, 1000])
+def test_quantiles_equal_numpy_percentile(n):
+    rng = np.random.default_rng(n)
+    data = _distributions(rng, n)
+    pool = RingPool(len(data), 1024, QUANTILES)
+    slots = []
+    for values in data.values():
+        slot = pool.allocate()
+        for v in values:
+            pool.push(slot, float(v), 100.0)
+        slots.append(slot)
+    stats = _stats(pool, slots, cutoff=0.0)
+    for row, (name, values) in enumerate(data.items()):
+        window = values[-1024:]
+        expected = np.percentile(window, QS * 100)  # default method: linear (type 7)
+        assert stats.counts[row] == len(window), name
+        np.testing.assert_array_equal(stats.quantiles[row], expected, err_msg=name)
+        assert stats.sums[row] == pytest.approx(window.sum())
+
+
+def test_window_by_count_keeps_only_the_newest_samples():
+    pool = RingPool(1, 16, QUANTILES)
+    slot = pool.allocate()
+    for i in range(100):  # 0..99; only 84..99 fit
+        pool.push(slot, float(i), 1.0)
+    stats = _stats(pool, [slot], cutoff=0.0)
+    assert stats.counts[0] == 16
+    np.testing.assert_array_equal(stats.quantiles[0], np.percentile(np.arange(84, 100), QS * 100))
+
+
+def test_window_by_age_drops_old_samples():
+    pool = RingPool(1, 64, QUANTILES)
+    slot = pool.allocate()
+    for i in range(10):
+        pool.push(slot, 1000.0 + i, stamp=float(i))  # old and slow
+    for i in range(10):
+        pool.push(slot, float(i), stamp=100.0 + i)  # recent and fast
+    stats = _stats(pool, [slot], cutoff=50.0)
+    assert stats.counts[0] == 10
+    np.testing.assert_array_equal(stats.quantiles[0], np.percentile(np.arange(10.0), QS * 100))
+    assert stats.min_stamps[0] == 100.0
+    empty = _stats(pool, [slot], cutoff=1000.0)
+    assert empty.counts[0] == 0 and np.isnan(empty.quantiles[0]).all()
+
+
+def test_push_batch_equals_push_one_by_one():
+    rng = np.random.default_rng(7)
+    slots_in = rng.integers(0, 5, 3000)
+    values = rng.lognormal(size=3000)
+    a, b = RingPool(5, 256, QUANTILES), RingPool(5, 256, QUANTILES)
+    for pool in (a, b):
+        for _ in range(5):
+            pool.allocate()
+    for s, v in zip(slots_in, values, strict=True):
+        a.push(int(s), float(v), 1.0, 1)
+    for chunk in np.array_split(np.arange(3000), 7):  # uneven batches, some > capacity
+        b.push_batch(slots_in[chunk], values[chunk], np.ones(len(chunk)),
+                     np.ones(len(chunk), dtype=np.uint8))
+    np.testing.assert_array_equal(a.pos, b.pos)
+    np.testing.assert_array_equal(a.filled, b.filled)
+    np.testing.assert_array_equal(a.written, b.written)
+    np.testing.assert_array_equal(a.values, b.values)
+
+
+def test_replace_updates_in_place_until_the_ring_wraps_or_is_reused():
+    pool = RingPool(1, 4, QUANTILES)
+    slot = pool.allocate()
+    gen = int(pool.generation[slot])
+    seq = pool.push(slot, 1.0, 1.0)
+    assert pool.replace(slot, gen, seq, 5.0, 2)
+    assert _stats(pool, [slot], 0.0, 3).quantiles[0][0] == 5.0
+    for _ in range(3):
+        pool.push(slot, 2.0, 1.0)
+    assert pool.replace(slot, gen, seq, 6.0, 2)  # still the oldest of four
+    pool.push(slot, 2.0, 1.0)  # overwrites it
+    assert not pool.replace(slot, gen, seq, 7.0, 2)
+    assert 7.0 not in pool.values[slot]
+    pool.release(slot)
+    assert pool.allocate() == slot
+    assert not pool.replace(slot, gen, seq, 8.0, 2)
+
+
+def test_cache_recomputes_only_what_changed_or_aged():
+    pool = RingPool(2, 8, QUANTILES)
+    s0, s1 = pool.allocate(), pool.allocate()
+    pool.push(s0, 1.0, 10.0)
+    pool.push(s1, 2.0, 20.0)
+    slots = np.asarray([s0, s1])
+    pool.refresh(slots, cutoff=0.0, now=30.0, ntags=1)
+    assert not pool.stale(slots, 0.0, fresh_after=40.0).any()
+    pool.push(s1, 3.0, 25.0)
+    assert pool.stale(slots, 0.0, fresh_after=40.0).tolist() == [False, True]
+    # s0's only sample (stamp 10) falls out of a window starting at 15.
+    assert pool.stale(slots, 15.0, fresh_after=40.0).tolist() == [True, True]
+    # Within one tick, nothing is recomputed twice.
+    assert not pool.stale(slots, 15.0, fresh_after=29.5).any()

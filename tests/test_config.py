@@ -1,0 +1,106 @@
+"""Configuration: YAML, ${VAR}, METRICSD_* overrides, strictness, every problem at once."""
+
+from __future__ import annotations
+
+import pytest
+
+from metricsd.config import load_config
+from metricsd.errors import ConfigError
+
+
+def write(tmp_path, text):
+    path = tmp_path / "metricsd.yml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_a_file():
+    config = load_config(None, env={})
+    assert config.listen == "127.0.0.1:9811"
+    assert config.ingest.window.samples == 2048 and config.ingest.window.seconds == 300
+    assert config.ingest.cors_origins == ["*"] and config.ingest.tokens == []
+    assert config.postgres.targets == [] and config.alerting.receivers == []
+
+
+def test_contract_keys_and_durations(tmp_path):
+    path = write(tmp_path, """
+listen: 0.0.0.0:9000
+ingest:
+  tokens: [abc]
+  max_series: 500
+  window: {samples: 1024, seconds: 2m}
+postgres:
+  scrape_interval: 30s
+  slow_query_ms: 250
+  targets:
+    - name: main
+      dsn: postgresql://metricsd@db:5432/app
+""")
+    config = load_config(path, env={})
+    assert (config.host, config.port) == ("0.0.0.0", 9000)
+    assert config.ingest.window.seconds == 120.0
+    assert config.postgres.scrape_interval == 30.0
+    assert config.postgres.targets[0].name == "main"
+
+
+def test_env_interpolation_and_defaults(tmp_path):
+    path = write(tmp_path, """
+ingest:
+  tokens: ["${APP_TOKEN}", "${OTHER:-fallback}"]
+""")
+    config = load_config(path, env={"APP_TOKEN": "t0ps3cret"})
+    assert config.ingest.tokens == ["t0ps3cret", "fallback"]
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    assert "ingest.tokens[0]: environment variable APP_TOKEN is not set" in err.value.problems
+
+
+def test_metricsd_env_overrides(tmp_path):
+    path = write(tmp_path, "ingest: {max_series: 10}\n")
+    config = load_config(path, env={
+        "METRICSD_INGEST__MAX_SERIES": "5000",
+        "METRICSD_LISTEN": "127.0.0.1:1234",
+        "METRICSD_WEBHOOK_SECRET": "not an override",  # a secret for ${VAR}, left alone
+    })
+    assert config.ingest.max_series == 5000 and config.port == 1234
+
+
+def test_every_problem_reported_with_its_path(tmp_path):
+    path = write(tmp_path, """
+listen: nowhere
+ingest:
+  max_series: 0
+  windw: {samples: 10}
+postgres:
+  scrape_interval: soon
+  targets:
+    - {name: a, dsn: x}
+    - {name: a, dsn: y}
+alerting:
+  receivers:
+    - {name: oncall, url: "ftp://x"}
+""")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    problems = "\n".join(err.value.problems)
+    for fragment in ("listen:", "ingest.max_series:", "ingest.windw: unknown key",
+                     "postgres.scrape_interval:", "target names must be unique",
+                     "alerting.receivers.0.url:"):
+        assert fragment in problems, fragment
+    assert len(err.value.problems) >= 6
+
+
+def test_not_yaml_and_not_a_mapping(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "a: [b"), env={})
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(write(tmp_path, "- 1\n- 2\n"), env={})
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yml", env={})
+
+
+def test_shipped_example_config_is_valid(pytestconfig):
+    example = pytestconfig.rootpath / "metricsd.example.yml"
+    config = load_config(example, env={"METRICSD_WEBHOOK_SECRET": "x", "PGPASSWORD": "y",
+                                       "METRICSD_INGEST_TOKEN": "z"})
+    assert config.ingest.window.samples == 2048
