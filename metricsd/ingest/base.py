@@ -74,6 +74,10 @@ class BeaconType(ABC):
     def parse(self, item: Any, ctx: Context) -> Sample:
         """Validate one item; raise BeaconError saying what is wrong."""
 
+    def ingest_body(self, body: bytes, ctx: Context) -> BatchResult | None:
+        """Optional fast path straight from the raw body; None means use `ingest`."""
+        return None
+
     def record(self, samples: list[Sample], result: BatchResult, indexes: list[int]) -> None:
         """Write valid samples; a sample refused for want of a series slot is a reject."""
         if not samples:
@@ -145,6 +149,14 @@ def number(item: dict[str, Any], name: str, low: float, high: float) -> float:
     return float(value)
 
 
+def stamp_in_range(value: float, now: float) -> float | None:
+    """Unix seconds (or milliseconds) within the accepted range, clamped to now; else None."""
+    stamp = value / 1000.0 if value > _MS_EPOCH_THRESHOLD else float(value)
+    if stamp > now + MAX_CLOCK_SKEW_S or stamp < now - MAX_SAMPLE_AGE_S:
+        return None
+    return min(stamp, now)
+
+
 def timestamp(item: dict[str, Any], now: float) -> float:
     """Optional `timestamp`: Unix seconds (or milliseconds); defaults to arrival time."""
     value = item.get("timestamp")
@@ -153,14 +165,14 @@ def timestamp(item: dict[str, Any], now: float) -> float:
     kind = type(value)
     if (kind is not float and kind is not int) or not math.isfinite(value):
         raise BeaconError("timestamp must be Unix seconds or milliseconds", "wrong_type")
-    stamp = value / 1000.0 if value > _MS_EPOCH_THRESHOLD else float(value)
-    if stamp > now + MAX_CLOCK_SKEW_S or stamp < now - MAX_SAMPLE_AGE_S:
+    stamp = stamp_in_range(value, now)
+    if stamp is None:
         raise BeaconError(
             f"timestamp must be within {MAX_SAMPLE_AGE_S:g}s before and "
             f"{MAX_CLOCK_SKEW_S:g}s after the server's clock",
             "out_of_range",
         )
-    return min(stamp, now)
+    return stamp
 
 
 def as_object(item: Any) -> dict[str, Any]:

@@ -245,17 +245,29 @@ class Store:
         if len(samples) < VECTOR_BATCH:
             return [self.observe(*s[:6]) is not None for s in samples]
         names, keys, values, stamps, tags, extras = list(zip(*samples, strict=True))[:6]
-        if len(set(names)) > 1:  # mixed families: split, keeping each sample's position
-            stored = [False] * len(samples)
-            for name in set(names):
-                idx = [i for i, n in enumerate(names) if n == name]
-                for i, ok in zip(idx, self.observe_many([samples[i] for i in idx]), strict=True):
-                    stored[i] = ok
-            return stored
-        family = self.families[names[0]]
+        if len(set(names)) == 1:
+            return self.observe_columns(names[0], keys, values, stamps, tags, extras)
+        stored = [False] * len(samples)  # mixed families: split, keeping each position
+        for name in set(names):
+            idx = [i for i, n in enumerate(names) if n == name]
+            for i, ok in zip(idx, self.observe_many([samples[i] for i in idx]), strict=True):
+                stored[i] = ok
+        return stored
+
+    def observe_columns(
+        self,
+        name: str,
+        keys: Sequence[tuple[str, ...]],
+        values: Sequence[float],
+        stamps: Sequence[float],
+        tags: Sequence[int],
+        extras: Sequence[int],
+    ) -> list[bool]:
+        """Record a batch of one family given column by column (vectorised)."""
+        family = self.families[name]
         get = family.slot_of.get
         slots = [get(key) for key in keys]
-        stored = [True] * len(samples)
+        stored = [True] * len(keys)
         if None in slots:
             for i, slot in enumerate(slots):
                 if slot is None:

@@ -83,6 +83,12 @@ class BeaconChecks:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise _too_large(config) from None
+        ctx = Context(now, request.headers.get(hdrs.REFERER))
+        result = beacon.ingest_body(body, ctx)
+        if result is not None:
+            return _json(202 if result.accepted else 400, {
+                "accepted": result.accepted, "rejected": result.rejected,
+                "errors": result.errors})
         payload = decode(body)
         items = payload if type(payload) is list else [payload]
         if not items:
@@ -91,7 +97,7 @@ class BeaconChecks:
             raise Refused(413, "too_many_items",
                           f"batch of {len(items)} items exceeds ingest.max_items "
                           f"({config.max_items}): split it")
-        result = beacon.ingest(items, Context(now, request.headers.get(hdrs.REFERER)))
+        result = beacon.ingest(items, ctx)
         body_out = {"accepted": result.accepted, "rejected": result.rejected,
                     "errors": result.errors}
         return _json(202 if result.accepted else 400, body_out)

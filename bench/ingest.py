@@ -1,0 +1,113 @@
+"""Beacon ingestion over loopback: throughput vs a bare aiohttp handler, batches, p99 latency.
+
+Server pinned to core 0, wrk to core 1; every comparison is measured in the same run.
+Run: .venv/bin/python bench/ingest.py [--seconds 8] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import threading
+import time
+import urllib.request
+
+from common import bare_server, median, metric_value, metricsd, post_lua, wrk
+
+SINGLE = json.dumps({"service": "bench", "route": "/orders/123", "method": "GET",
+                     "status": 200, "duration_ms": 12.5})
+CONFIG = "ingest: {rate_limit: {enabled: false}}\n"
+
+
+def batch(n: int, routes: int = 50, seed: int = 1) -> str:
+    rng = random.Random(seed)
+    return json.dumps([{"service": "bench", "route": f"/r{rng.randrange(routes)}/{i}",
+                        "method": "GET", "status": 200 if rng.random() > 0.02 else 503,
+                        "duration_ms": round(rng.lognormvariate(3, 1), 3)} for i in range(n)])
+
+
+def single_ratio(seconds: int, rounds: int) -> dict[str, float]:
+    bare, ours = [], []
+    for _ in range(rounds):  # alternate, so drift on a shared machine hits both
+        with bare_server() as url:
+            bare.append(wrk(url, post_lua("/v1/beacons/timings", SINGLE), seconds)["rps"])
+        with metricsd(CONFIG) as url:
+            ours.append(wrk(url, post_lua("/v1/beacons/timings", SINGLE), seconds)["rps"])
+    return {"bare_rps": median(bare), "metricsd_rps": median(ours),
+            "ratio": median(ours) / median(bare)}
+
+
+def batches(seconds: int, rounds: int) -> dict[str, dict[str, float]]:
+    out = {}
+    for size in (100, 1000):
+        body = batch(size)
+        rates, lost = [], 0.0
+        for _ in range(rounds):
+            with metricsd(CONFIG) as url:
+                r = wrk(url, post_lua("/v1/beacons/timings", body), seconds, connections=16)
+                accepted = metric_value(url, "metricsd_ingest_accepted_total")
+                rejected = metric_value(url, "metricsd_ingest_rejected_total")
+                # wrk counts answered requests; the server may have finished a few more.
+                lost += max(0.0, (r["requests"] - r["non2xx"]) * size - accepted) + rejected
+                rates.append(r["rps"] * size)
+        out[f"batch_{size}"] = {"samples_per_s": median(rates), "lost_samples": lost}
+    return out
+
+
+def scraper(url: str, stop: threading.Event, times: list[float]) -> None:
+    while not stop.is_set():
+        start = time.perf_counter()
+        with urllib.request.urlopen(f"{url}/metrics", timeout=30) as resp:
+            resp.read()
+        times.append(time.perf_counter() - start)
+        stop.wait(max(0.0, 1.0 - (time.perf_counter() - start)))
+
+
+def latency(seconds: int, max_rps: float, series: int = 1000) -> dict[str, float]:
+    """p99 at 80% of the maximum single-beacon rate, without and with a scrape per second."""
+    connections = 16
+    target = 0.8 * max_rps
+    delay_ms = connections * 1000.0 / target
+    out: dict[str, float] = {"target_rps": target, "series": series}
+    for scrape in (False, True):
+        with metricsd(CONFIG) as url:
+            # A realistic store: `series` API series with 256 samples each.
+            for start in [s for s in range(0, series, 100) for _ in range(4)]:
+                body = json.dumps([{"service": "bench", "route": f"/s{start + i}",
+                                    "method": "GET", "status": 200, "duration_ms": d}
+                                   for i in range(100) for d in (5.0, 20.0, 80.0, 300.0)] * 16)
+                req = urllib.request.Request(f"{url}/v1/beacons/timings", data=body.encode(),
+                                             headers={"Content-Type": "application/json"})
+                urllib.request.urlopen(req, timeout=30).read()
+            stop, times = threading.Event(), []
+            thread = threading.Thread(target=scraper, args=(url, stop, times))
+            if scrape:
+                thread.start()
+            r = wrk(url, post_lua("/v1/beacons/timings", SINGLE, delay_ms=delay_ms), seconds,
+                    connections=connections, latency=True)
+            stop.set()
+            if scrape:
+                thread.join()
+                out["scrape_median_ms"] = median(times) * 1000
+            key = "with_scrape" if scrape else "no_scrape"
+            out[f"{key}_rps"] = r["rps"]
+            out[f"{key}_p50_ms"] = r.get("p50_ms", float("nan"))
+            out[f"{key}_p99_ms"] = r.get("p99_ms", float("nan"))
+    out["p99_ratio"] = out["with_scrape_p99_ms"] / out["no_scrape_p99_ms"]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    single = single_ratio(args.seconds, args.rounds)
+    print(json.dumps({"single": single}, indent=1), flush=True)
+    print(json.dumps(batches(args.seconds, args.rounds), indent=1), flush=True)
+    print(json.dumps({"latency": latency(args.seconds, single["metricsd_rps"])}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

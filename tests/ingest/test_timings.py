@@ -1,0 +1,71 @@
+"""The timings fast path (typed decoding) must record exactly what the general path does."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import orjson
+
+from metricsd.config import load_config
+from metricsd.ingest.base import Context
+from metricsd.ingest.timings import TimingsBeacon
+from metricsd.selfmetrics import SelfMetrics
+from metricsd.store.series import Store
+
+
+def make(max_series=100):
+    config = load_config(None, env={}).ingest
+    store = Store(max_series=max_series, window_samples=64, window_seconds=300,
+                  idle_timeout=3600)
+    return TimingsBeacon(config, store, SelfMetrics()), store
+
+
+def batch(now, n=200):
+    rng = np.random.default_rng(5)
+    return [{"service": f"s{i % 3}", "route": f"/o/{i}", "method": "post",
+             "status": int(rng.choice([200, 201, 404, 503])),
+             "duration_ms": float(rng.lognormal(2, 1)),
+             **({"timestamp": now - 10 - i % 5} if i % 4 == 0 else {})} for i in range(n)]
+
+
+def state(store, now):
+    family = store.families["api"]
+    stats = store.window_stats(family, now)
+    return {key: (family.buckets[slot].tolist(), family.counters[slot].tolist(),
+                  round(float(family.sums[slot]), 9), stats.counts[row],
+                  stats.quantiles[row].tolist())
+            for row, (key, slot) in enumerate(zip(stats.keys, stats.slots, strict=True))}
+
+
+def test_fast_path_records_what_the_general_path_records():
+    now = time.time()
+    items = batch(now)
+    body = orjson.dumps(items)
+    general, general_store = make()
+    fast, fast_store = make()
+    # Warm the label caches of `fast` with a first pass, then compare one pass each.
+    assert fast.ingest_body(body, Context(now)) is None  # unseen strings: general path
+    fast.ingest(items, Context(now))
+    fast_store_before = state(fast_store, now)
+    result = fast.ingest_body(body, Context(now))
+    assert result is not None and result.accepted == len(items)
+    general.ingest(items, Context(now))
+    general.ingest(items, Context(now))
+    assert state(fast_store, now) == state(general_store, now)
+    assert state(fast_store, now) != fast_store_before
+
+
+def test_fast_path_declines_bad_batches_and_counts_the_series_limit():
+    now = time.time()
+    beacon, store = make(max_series=2)
+    good = {"service": "a", "route": "/x", "method": "GET", "status": 200, "duration_ms": 1.0}
+    beacon.ingest([good], Context(now))
+    for bad in ({**good, "status": True}, {**good, "duration_ms": -1},
+                {**good, "timestamp": now + 86400}, {**good, "route": "/new"}):
+        assert beacon.ingest_body(orjson.dumps([good, bad]), Context(now)) is None
+    beacon.ingest([{**good, "service": "b"}, {**good, "service": "c"}], Context(now))
+    body = orjson.dumps([good, {**good, "service": "b"}, {**good, "service": "c"}])
+    result = beacon.ingest_body(body, Context(now))
+    assert (result.accepted, result.rejected) == (2, 1)
+    assert result.errors[0]["index"] == 2 and result.errors[0]["reason"] == "series_limit"
