@@ -11,11 +11,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from prometheus_client.metrics_core import Metric
 
 from metricsd import __version__
 from metricsd.export.text import header, label_string, number
 from metricsd.selfmetrics import SelfMetrics
+from metricsd.store.ring import FloatArray
 from metricsd.store.series import (
     NAVIGATION_TYPES,
     QUANTILES,
@@ -69,12 +71,18 @@ class StoreCollector:
         self.clock = clock
         # slot -> (key, escaped label string); a reused slot is noticed by its key.
         self._label_cache: list[tuple[tuple[str, ...], str] | None] = [None] * store.pool.slots
+        self._chunks: dict[str, _Chunks] = {}
 
-    def _label_strings(self, family: SeriesFamily, stats: WindowStats) -> list[str]:
+    def _label_strings(
+        self, family: SeriesFamily, stats: WindowStats, rows: npt.NDArray[np.int64]
+    ) -> list[str]:
+        """Escaped label strings of some rows, cached per slot (a reused slot is noticed)."""
         cache = self._label_cache
         names = family.spec.labels
         out = []
-        for key, slot in zip(stats.keys, stats.slots.tolist(), strict=True):
+        slots = stats.slots[rows].tolist()
+        for row, slot in zip(rows.tolist(), slots, strict=True):
+            key = stats.keys[row]
             hit = cache[slot]
             if hit is None or hit[0] != key:
                 hit = (key, label_string(dict(zip(names, key, strict=True))))
@@ -82,58 +90,58 @@ class StoreCollector:
             out.append(hit[1])
         return out
 
+    def _section(
+        self,
+        out: list[str],
+        section: str,
+        family: SeriesFamily,
+        stats: WindowStats,
+        render: Callable[[SeriesFamily, WindowStats, npt.NDArray[np.int64], list[str]], list[str]],
+    ) -> None:
+        """Append each series' text for one section, re-rendering only changed series."""
+        chunks = self._chunks.get(section)
+        if chunks is None:
+            chunks = self._chunks[section] = _Chunks(self.store.pool.slots)
+        version, stamp = self.store.pool.change_marks(stats.slots)
+        rows = chunks.stale(stats.slots, version, stamp)
+        if len(rows):
+            texts = render(family, stats, rows, self._label_strings(family, stats, rows))
+            chunks.update(stats.slots[rows], texts, version[rows], stamp[rows])
+        text = chunks.text
+        out.extend([text[slot] for slot in stats.slots.tolist()])
+
     def write(self, out: list[str], openmetrics: bool) -> None:
         """Every store family as exposition text; same samples as collect()."""
         now = self.clock()
         api = self.store.families["api"]
         stats = self.store.window_stats(api, now)
-        labels = self._label_strings(api, stats)
-        _write_histogram(out, API_HISTOGRAM, "API request latency, cumulative", api, stats,
-                         labels, openmetrics)
-        _write_summary(out, API_SUMMARY,
-                       f"API request latency quantiles {_window_help(self.store)}", api, stats,
-                       labels, openmetrics)
+        header(out, API_HISTOGRAM, "histogram", "API request latency, cumulative", openmetrics)
+        self._section(out, "api_hist", api, stats, _histogram_rows(API_HISTOGRAM))
+        header(out, API_SUMMARY, "summary",
+               f"API request latency quantiles {_window_help(self.store)}", openmetrics)
+        self._section(out, "api_summary", api, stats, _summary_rows(API_SUMMARY))
         header(out, API_REQUESTS, "counter", "API requests by status class, cumulative",
                openmetrics)
-        per_class = api.counters[stats.slots].sum(axis=2).tolist()
-        for lab, row in zip(labels, per_class, strict=True):
-            out.extend(
-                f'{API_REQUESTS}_total{{{lab},status_class="{cls}"}} {n}\n'
-                for cls, n in zip(STATUS_CLASSES, row, strict=True) if n
-            )
+        self._section(out, "api_requests", api, stats, _api_request_rows)
         header(out, API_WINDOW_REQUESTS, "gauge",
                "API requests in the current window by status class", openmetrics)
-        for lab, row in zip(labels, stats.tag_counts.tolist(), strict=True):
-            out.extend(
-                f'{API_WINDOW_REQUESTS}{{{lab},status_class="{cls}"}} {n}\n'
-                for cls, n in zip(STATUS_CLASSES, row, strict=True)
-            )
+        self._section(out, "api_window", api, stats, _api_window_rows)
         ratings: list[str] = []
         window_ratings: list[str] = []
         for spec in VITALS.values():
             family = self.store.families[spec.name]
             stats = self.store.window_stats(family, now)
-            labels = self._label_strings(family, stats)
             unit = " (seconds)" if spec.unit else " (unitless)"
-            _write_histogram(out, vital_base(spec), f"{spec.help}{unit}, cumulative", family,
-                             stats, labels, openmetrics)
-            _write_summary(out, vital_window_name(spec),
-                           f"{spec.help}{unit} quantiles {_window_help(self.store)}", family,
-                           stats, labels, openmetrics)
-            counts = family.counters[stats.slots].tolist()
-            for lab, per_rating in zip(labels, counts, strict=True):
-                for rating, per_nav in zip(RATINGS, per_rating, strict=True):
-                    ratings.extend(
-                        f'{VITALS_RATINGS}_total{{metric="{spec.name}",{lab},'
-                        f'rating="{rating}",navigation_type="{nav}"}} {n}\n'
-                        for nav, n in zip(NAVIGATION_TYPES, per_nav, strict=True) if n
-                    )
-            for lab, row in zip(labels, stats.tag_counts.tolist(), strict=True):
-                window_ratings.extend(
-                    f'{VITALS_WINDOW_RATINGS}{{metric="{spec.name}",{lab},rating="{rating}"}}'
-                    f" {n}\n"
-                    for rating, n in zip(RATINGS, row, strict=True)
-                )
+            hist, summ = vital_base(spec), vital_window_name(spec)
+            header(out, hist, "histogram", f"{spec.help}{unit}, cumulative", openmetrics)
+            self._section(out, f"{spec.name}_hist", family, stats, _histogram_rows(hist))
+            header(out, summ, "summary",
+                   f"{spec.help}{unit} quantiles {_window_help(self.store)}", openmetrics)
+            self._section(out, f"{spec.name}_summary", family, stats, _summary_rows(summ))
+            self._section(ratings, f"{spec.name}_ratings", family, stats,
+                          _rating_rows(spec.name))
+            self._section(window_ratings, f"{spec.name}_window", family, stats,
+                          _window_rating_rows(spec.name))
         header(out, VITALS_RATINGS, "counter", "Web Vitals reports by rating, cumulative",
                openmetrics)
         out.extend(ratings)
@@ -307,47 +315,128 @@ class StoreCollector:
                         )
 
 
-def _write_histogram(
-    out: list[str],
-    name: str,
-    doc: str,
-    family: SeriesFamily,
-    stats: WindowStats,
-    labels: list[str],
-    openmetrics: bool,
-) -> None:
-    header(out, name, "histogram", doc, openmetrics)
-    if not labels:
-        return
-    les = [f',le="{le}"}} ' for le in (*(repr(float(b)) for b in family.spec.buckets), "+Inf")]
-    bucket = f"{name}_bucket{{"
-    cumulative = np.cumsum(family.buckets[stats.slots], axis=1).tolist()
-    sums = family.sums[stats.slots].tolist()
-    for lab, row, total in zip(labels, cumulative, sums, strict=True):
-        out.extend([f"{bucket}{lab}{le}{n}\n" for le, n in zip(les, row, strict=True)])
-        out.append(f"{name}_count{{{lab}}} {row[-1]}\n{name}_sum{{{lab}}} {number(total)}\n")
+class _Chunks:
+    """One section's rendered text per slot, valid while the ring and its stats are unchanged.
+
+    A scrape then costs a list lookup for every series that saw no sample and lost none to
+    age since the last one; only changed series are formatted again.
+    """
+
+    def __init__(self, slots: int) -> None:
+        self.version = np.full(slots, -1, dtype=np.int64)
+        self.stamp = np.full(slots, np.nan)
+        self.text: list[str] = [""] * slots
+
+    def stale(
+        self, slots: npt.NDArray[np.int64], version: npt.NDArray[np.int64], stamp: FloatArray
+    ) -> npt.NDArray[np.int64]:
+        return np.nonzero((self.version[slots] != version) | (self.stamp[slots] != stamp))[0]
+
+    def update(
+        self,
+        slots: npt.NDArray[np.int64],
+        texts: list[str],
+        version: npt.NDArray[np.int64],
+        stamp: FloatArray,
+    ) -> None:
+        self.version[slots] = version
+        self.stamp[slots] = stamp
+        for slot, text in zip(slots.tolist(), texts, strict=True):
+            self.text[slot] = text
 
 
-def _write_summary(
-    out: list[str],
-    name: str,
-    doc: str,
-    family: SeriesFamily,
-    stats: WindowStats,
-    labels: list[str],
-    openmetrics: bool,
-) -> None:
-    header(out, name, "summary", doc, openmetrics)
-    if not labels:
-        return
-    quantiles = [f',quantile="{q}"}} ' for q in QUANTILE_LABELS]
-    start = f"{name}{{"
-    counts = family.buckets[stats.slots].sum(axis=1).tolist()
-    sums = family.sums[stats.slots].tolist()
-    rows = stats.quantiles.tolist()
-    for lab, row, count, total in zip(labels, rows, counts, sums, strict=True):
-        out.extend([f"{start}{lab}{q}{number(v)}\n" for q, v in zip(quantiles, row, strict=True)])
-        out.append(f"{name}_count{{{lab}}} {count}\n{name}_sum{{{lab}}} {number(total)}\n")
+RowRenderer = Callable[[SeriesFamily, WindowStats, npt.NDArray[np.int64], list[str]], list[str]]
+
+
+def _histogram_rows(name: str) -> RowRenderer:
+    def render(
+        family: SeriesFamily, stats: WindowStats, rows: npt.NDArray[np.int64], labels: list[str]
+    ) -> list[str]:
+        les = [f',le="{le}"}} ' for le in (*(repr(float(b)) for b in family.spec.buckets),
+                                           "+Inf")]
+        bucket = f"{name}_bucket{{"
+        slots = stats.slots[rows]
+        cumulative = np.cumsum(family.buckets[slots], axis=1).tolist()
+        sums = family.sums[slots].tolist()
+        return [
+            "".join([f"{bucket}{lab}{le}{n}\n" for le, n in zip(les, row, strict=True)])
+            + f"{name}_count{{{lab}}} {row[-1]}\n{name}_sum{{{lab}}} {number(total)}\n"
+            for lab, row, total in zip(labels, cumulative, sums, strict=True)
+        ]
+
+    return render
+
+
+def _summary_rows(name: str) -> RowRenderer:
+    def render(
+        family: SeriesFamily, stats: WindowStats, rows: npt.NDArray[np.int64], labels: list[str]
+    ) -> list[str]:
+        quantiles = [f',quantile="{q}"}} ' for q in QUANTILE_LABELS]
+        start = f"{name}{{"
+        slots = stats.slots[rows]
+        counts = family.buckets[slots].sum(axis=1).tolist()
+        sums = family.sums[slots].tolist()
+        return [
+            "".join([f"{start}{lab}{q}{number(v)}\n"
+                     for q, v in zip(quantiles, qrow, strict=True)])
+            + f"{name}_count{{{lab}}} {count}\n{name}_sum{{{lab}}} {number(total)}\n"
+            for lab, qrow, count, total in zip(labels, stats.quantiles[rows].tolist(), counts,
+                                               sums, strict=True)
+        ]
+
+    return render
+
+
+def _api_request_rows(
+    family: SeriesFamily, stats: WindowStats, rows: npt.NDArray[np.int64], labels: list[str]
+) -> list[str]:
+    per_class = family.counters[stats.slots[rows]].sum(axis=2).tolist()
+    return [
+        "".join([f'{API_REQUESTS}_total{{{lab},status_class="{cls}"}} {n}\n'
+                 for cls, n in zip(STATUS_CLASSES, row, strict=True) if n])
+        for lab, row in zip(labels, per_class, strict=True)
+    ]
+
+
+def _api_window_rows(
+    family: SeriesFamily, stats: WindowStats, rows: npt.NDArray[np.int64], labels: list[str]
+) -> list[str]:
+    return [
+        "".join([f'{API_WINDOW_REQUESTS}{{{lab},status_class="{cls}"}} {n}\n'
+                 for cls, n in zip(STATUS_CLASSES, row, strict=True)])
+        for lab, row in zip(labels, stats.tag_counts[rows].tolist(), strict=True)
+    ]
+
+
+def _rating_rows(vital: str) -> RowRenderer:
+    def render(
+        family: SeriesFamily, stats: WindowStats, rows: npt.NDArray[np.int64], labels: list[str]
+    ) -> list[str]:
+        counts = family.counters[stats.slots[rows]].tolist()
+        return [
+            "".join([
+                f'{VITALS_RATINGS}_total{{metric="{vital}",{lab},rating="{rating}",'
+                f'navigation_type="{nav}"}} {n}\n'
+                for rating, per_nav in zip(RATINGS, per_rating, strict=True)
+                for nav, n in zip(NAVIGATION_TYPES, per_nav, strict=True) if n
+            ])
+            for lab, per_rating in zip(labels, counts, strict=True)
+        ]
+
+    return render
+
+
+def _window_rating_rows(vital: str) -> RowRenderer:
+    def render(
+        family: SeriesFamily, stats: WindowStats, rows: npt.NDArray[np.int64], labels: list[str]
+    ) -> list[str]:
+        return [
+            "".join([f'{VITALS_WINDOW_RATINGS}{{metric="{vital}",{lab},rating="{rating}"}} {n}\n'
+                     for rating, n in zip(RATINGS, row, strict=True)])
+            for lab, row in zip(labels, stats.tag_counts[rows].tolist(), strict=True)
+        ]
+
+    return render
 
 
 class SelfCollector:

@@ -200,6 +200,12 @@ class RingPool:
         return (self._c_q[slots], self._c_n[slots], self._c_sum[slots],
                 self._c_tags[slots, :ntags], self._c_min[slots])
 
+    def change_marks(
+        self, slots: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int64], FloatArray]:
+        """(ring version, time its stats were computed): equal marks mean identical output."""
+        return self.version[slots], self._c_time[slots]
+
     def refresh(
         self, slots: npt.NDArray[np.int64], cutoff: float, now: float, ntags: int
     ) -> None:
@@ -249,8 +255,16 @@ def block_stats(rows: RowsCopy, cutoff: float, qs: FloatArray, ntags: int) -> Bl
         return BlockStats(out, np.zeros(k, dtype=np.int64), np.zeros(k), tag_counts, min_stamps)
     valid = (np.arange(width)[None, :] < rows.filled[:, None]) & (rows.stamps >= cutoff)
     block = np.where(valid, rows.values, np.inf)  # invalid cells sort after every sample
-    block.sort(axis=1)
     n = valid.sum(axis=1)
+    # Only ranks from the lowest quantile's upward are read. Partitioning at that rank and
+    # sorting the part above it leaves exactly the fully sorted values there, for about
+    # half the cost of sorting whole rows when the lowest quantile is the median.
+    low = int(np.floor(qs.min() * (max(int(n[n > 0].min(initial=1)), 1) - 1)))
+    if low > 0:
+        block.partition(low, axis=1)
+        block[:, low:].sort(axis=1)
+    else:
+        block.sort(axis=1)
     sums = np.where(valid, rows.values, 0.0).sum(axis=1)
     min_stamps = np.where(valid, rows.stamps, np.inf).min(axis=1)
     for tag in range(ntags):

@@ -132,3 +132,49 @@ def test_number_and_label_formatting():
     assert [number(v) for v in (1.0, 0.25, math.inf, -math.inf, math.nan, 1e20)] == [
         "1", "0.25", "+Inf", "-Inf", "NaN", "1e+20"]
     assert label_string({"a": 'x"y\\z\nw'}) == 'a="x\\"y\\\\z\\nw"'
+
+
+async def test_cached_text_follows_every_change(aiohttp_client, make_config):
+    """Series text is reused between scrapes; it must never lag the store."""
+    import time
+
+    from metricsd.keys import STORE
+
+    clock = [time.time()]
+    app = create_app(make_config({"ingest": {"max_series": 3, "window": {"seconds": 60}}}))
+    store = app[STORE]
+    collector = next(c for c in app[REGISTRY]._collector_to_names if hasattr(c, "write"))
+    collector.clock = lambda: clock[0]
+    client = await aiohttp_client(app)
+
+    def timing(route, ms):
+        return {"service": "s", "route": route, "method": "GET", "status": 200,
+                "duration_ms": ms}
+
+    async def same_as_library():
+        await store.refresh(clock[0])
+        ours = await (await client.get("/metrics")).text()
+        theirs = generate_latest(app[REGISTRY]).decode()
+
+        def samples(text):
+            return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                    for f in text_string_to_metric_families(text) for s in f.samples
+                    if not s.name.startswith(("metricsd_ingest", "metricsd_series"))}
+
+        a, b = samples(ours), samples(theirs)
+        assert a.keys() == b.keys()
+        assert all(a[k] == b[k] or (math.isnan(a[k]) and math.isnan(b[k])) for k in a)
+        return ours
+
+    await client.post("/v1/beacons/timings", json=[timing("/a", 10), timing("/b", 20)])
+    first = await same_as_library()
+    assert await same_as_library() == first  # nothing changed: identical text
+    await client.post("/v1/beacons/timings", json=[timing("/a", 300)])
+    assert await same_as_library() != first
+    clock[0] += 120  # every sample ages out of the 60 s window: quantiles become NaN
+    aged = await same_as_library()
+    assert 'route="/a",method="GET",quantile="0.5"} NaN' in aged
+    store.expire(clock[0] + 7200)  # both series expire; their slots are reused below
+    await client.post("/v1/beacons/timings", json=[timing("/c", 5)])
+    reused = await same_as_library()
+    assert 'route="/a"' not in reused and 'route="/c"' in reused

@@ -1,0 +1,53 @@
+"""Resident memory per series at the default window (2,048 samples), measured from RSS.
+
+Run: .venv/bin/python bench/memory.py
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+
+from metricsd.config import load_config
+from metricsd.store.series import Store
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def main() -> None:
+    config = load_config(None, env={}).ingest
+    store = Store(max_series=config.max_series, window_samples=config.window.samples,
+                  window_seconds=config.window.seconds, idle_timeout=3600)
+    family = store.families["api"]
+    now = time.time()
+    results = []
+    base = rss_bytes()
+    filled = 0
+    for target in (1000, 2000, 4000):
+        while filled < target:
+            slot = store.slot(family, ("svc", f"/route/{filled}", "GET"))
+            n = store.pool.capacity
+            family.record_many(np.full(n, slot), np.random.default_rng(filled).random(n),
+                               np.full(n, now), np.ones(n, dtype=np.uint8),
+                               np.zeros(n, dtype=np.int64))
+            filled += 1
+        store.window_stats(family, now)  # caches and label data included
+        results.append({"series": target, "rss_delta_mib": (rss_bytes() - base) / 2**20,
+                        "bytes_per_series": (rss_bytes() - base) / target})
+    print(json.dumps({"window_samples": store.pool.capacity, "max_series": store.pool.slots,
+                      "preallocated_virtual_mib": (store.pool.values.nbytes
+                                                   + store.pool.stamps.nbytes
+                                                   + store.pool.tags.nbytes) / 2**20,
+                      "measured": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
