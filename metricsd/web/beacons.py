@@ -47,6 +47,7 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
 def beacon_handler(name: str) -> Handler:
     """The handler of `/v1/beacons/<name>`; state comes from the app, never from globals."""
     checks = BeaconChecks(name)
+    cors = BEACONS[name].cors
 
     async def handle(request: web.Request) -> web.Response:
         app = request.app
@@ -59,6 +60,8 @@ def beacon_handler(name: str) -> Handler:
                 counters.rate_limited[name] += 1
             response = _json(exc.status, {"error": str(exc), "reason": exc.reason}, exc.headers)
         counters.requests[(name, response.status)] += 1
+        if cors:  # the allowed origin is echoed, so caches must key on it
+            response.headers[hdrs.VARY] = hdrs.ORIGIN
         return response
 
     return handle

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 
@@ -150,6 +151,18 @@ async def test_chunked_body_over_the_limit_is_413(make_client):
     assert resp.status == 413
 
 
+async def test_gzip_bodies_are_read_and_bombs_are_413(make_client):
+    client = await make_client({"ingest": {"max_body_bytes": 4096}})
+    headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    body = gzip.compress(json.dumps([TIMING] * 3).encode())
+    resp = await client.post("/v1/beacons/timings", data=body, headers=headers)
+    assert resp.status == 202 and (await resp.json())["accepted"] == 3
+    bomb = gzip.compress(b"[" + b" " * 3_000_000 + b"]")  # 3 KB that inflates to 3 MB
+    assert len(bomb) < 4096
+    resp = await client.post("/v1/beacons/timings", data=bomb, headers=headers)
+    assert resp.status == 413
+
+
 async def test_rate_limit_answers_429_with_retry_after(make_client):
     client = await make_client({"ingest": {"rate_limit": {
         "enabled": True, "requests_per_second": 0.5, "burst": 3}}})
@@ -251,6 +264,7 @@ async def test_cors_preflight_echoes_an_allowed_origin(make_client):
     resp = await client.post("/v1/beacons/vitals", json=vital(),
                              headers={"Origin": "https://shop.example"})
     assert resp.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+    assert resp.headers["Vary"] == "Origin"
     resp = await client.options("/v1/beacons/vitals",
                                 headers={**pre, "Origin": "https://evil.example"})
     assert resp.status == 403
