@@ -180,17 +180,23 @@ class RingPool:
             tags=self.tags[slots, :width].copy(),
             filled=self.filled[slots].copy(),
             version=self.version[slots].copy(),
+            generation=self.generation[slots].copy(),
         )
 
     def store_stats(self, rows: RowsCopy, stats: BlockStats, computed_at: float) -> None:
-        """Cache stats computed from `rows` (on the loop; the copy carries its versions)."""
-        s = rows.slots
-        self._c_q[s] = stats.quantiles
-        self._c_n[s] = stats.counts
-        self._c_sum[s] = stats.sums
-        self._c_tags[s, : stats.tag_counts.shape[1]] = stats.tag_counts
-        self._c_min[s] = stats.min_stamps
-        self._c_version[s] = rows.version
+        """Cache stats computed from `rows` (on the loop; the copy carries its versions).
+
+        A slot that changed hands while the copy was being sorted keeps no stats from it:
+        they belong to the series that had the slot before.
+        """
+        same = self.generation[rows.slots] == rows.generation
+        s = rows.slots[same]
+        self._c_q[s] = stats.quantiles[same]
+        self._c_n[s] = stats.counts[same]
+        self._c_sum[s] = stats.sums[same]
+        self._c_tags[s, : stats.tag_counts.shape[1]] = stats.tag_counts[same]
+        self._c_min[s] = stats.min_stamps[same]
+        self._c_version[s] = rows.version[same]
         self._c_time[s] = computed_at
 
     def cached(
@@ -226,6 +232,7 @@ class RowsCopy:
     tags: npt.NDArray[np.uint8]
     filled: npt.NDArray[np.int64]
     version: npt.NDArray[np.int64]
+    generation: npt.NDArray[np.int64]
 
 
 @dataclass

@@ -188,6 +188,7 @@ class Store:
         self.window_seconds = window_seconds
         self.idle_timeout = idle_timeout
         self.pool = RingPool(max_series, window_samples, QUANTILES)
+        self._refreshing = asyncio.Lock()
         self.families: dict[str, SeriesFamily] = {}
         self.dropped: dict[str, int] = {}  # family -> samples refused for want of a slot
         self.expired: dict[str, int] = {}  # family -> series removed for idleness
@@ -303,6 +304,12 @@ class Store:
         Copies are taken on the loop a chunk at a time and sorted off it (np.sort releases
         the GIL), so a scrape of thousands of full rings does not stall beacon ingestion.
         """
+        # Two scrapers at once (an HA Prometheus pair) would sort the same rows twice;
+        # the second waits and then finds them fresh.
+        async with self._refreshing:
+            await self._refresh_stale(now)
+
+    async def _refresh_stale(self, now: float) -> None:
         cutoff = now - self.window_seconds
         fresh_after = now - TICK_SECONDS
         for family in self.families.values():

@@ -125,3 +125,18 @@ def test_cache_recomputes_only_what_changed_or_aged():
     assert pool.stale(slots, 15.0, fresh_after=40.0).tolist() == [True, True]
     # Within one tick, nothing is recomputed twice.
     assert not pool.stale(slots, 15.0, fresh_after=29.5).any()
+
+
+def test_stats_of_a_slot_that_changed_hands_are_not_kept():
+    pool = RingPool(1, 8, QUANTILES)
+    slot = pool.allocate()
+    pool.push(slot, 100.0, 1.0)
+    rows = pool.copy_rows(np.asarray([slot]))  # copied for a worker thread...
+    pool.release(slot)  # ...while the series expires and its slot goes to another
+    assert pool.allocate() == slot
+    pool.push(slot, 1.0, 1.0)
+    pool.store_stats(rows, block_stats(rows, 0.0, pool.qs, 1), computed_at=5.0)
+    # The new owner's row is still stale, so its own stats get computed, not 100.0.
+    assert pool.stale(np.asarray([slot]), 0.0, fresh_after=4.5).tolist() == [True]
+    pool.refresh(np.asarray([slot]), 0.0, now=6.0, ntags=1)
+    assert pool.cached(np.asarray([slot]), 1)[0][0, 0] == 1.0
