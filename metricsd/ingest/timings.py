@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
+import numpy as np
 
 from metricsd.config import IngestConfig
 from metricsd.errors import BeaconError
@@ -24,20 +25,13 @@ from metricsd.ingest.normalize import normalize_method, normalize_path
 from metricsd.selfmetrics import SelfMetrics
 from metricsd.store.series import Store
 
-# Raw strings remembered as already validated and normalised. The same services, routes
-# and methods repeat all day, so a dict lookup replaces the checks; when a cache fills it
-# is emptied and refills with what is current (bounded memory, no LRU bookkeeping).
-LABEL_CACHE_SIZE = 65536
+# Raw (service, route, method) triples that passed validation once, mapped to their
+# normalised series key. The same triples repeat all day, so one dict lookup replaces the
+# checks; when the cache fills it is emptied and refills with what is current (bounded
+# memory, no LRU bookkeeping on the hot path).
+KEY_CACHE_SIZE = 65536
 
-
-class _Labels(dict[str, str]):
-    """raw -> normalised label value, for strings that passed validation once."""
-
-    def remember(self, raw: str, label: str) -> str:
-        if len(self) >= LABEL_CACHE_SIZE:
-            self.clear()
-        self[raw] = label
-        return label
+Key = tuple[str, str, str]
 
 
 @register
@@ -51,9 +45,7 @@ class TimingsBeacon(BeaconType):
     def __init__(self, config: IngestConfig, store: Store, counters: SelfMetrics) -> None:
         super().__init__(config, store, counters)
         self.max_ms = config.max_duration_ms
-        self.services = _Labels()
-        self.routes = _Labels()
-        self.methods = _Labels()
+        self.keys: dict[Key, Key] = {}
         text = Annotated[str, msgspec.Meta(min_length=1, max_length=config.max_string_length)]
         timing = msgspec.defstruct(
             "Timing",
@@ -79,41 +71,46 @@ class TimingsBeacon(BeaconType):
             items = self._decode_batch(body) if start == b"[" else [self._decode_one(body)]
         except (msgspec.DecodeError, msgspec.ValidationError):
             return None
-        if not items or len(items) > self.config.max_items:
+        n = len(items)
+        if not n or n > self.config.max_items:
             return None
-        services, routes, methods = self.services, self.routes, self.methods
-        keys = []
-        for t in items:
-            service = services.get(t.service)
-            route = routes.get(t.route)
-            method = methods.get(t.method)
-            if service is None or route is None or method is None:
-                return None  # a string not seen before: the general path vets it
-            keys.append((service, route, method))
+        raw = zip([t.service for t in items], [t.route for t in items],
+                  [t.method for t in items], strict=True)
+        try:
+            keys = list(map(self.keys.__getitem__, raw))
+        except KeyError:
+            return None  # a triple not seen before: the general path vets it
         now = ctx.now
-        stamps = [now if t.timestamp is None else t.timestamp for t in items]
-        if any(t.timestamp is not None for t in items):
-            stamps = [stamp_in_range(s, now) for s in stamps]
+        stamps: Any = [t.timestamp for t in items]
+        if stamps.count(None) == n:
+            stamps = np.full(n, now)
+        else:
+            stamps = [now if s is None else stamp_in_range(s, now) for s in stamps]
             if None in stamps:
                 return None
         stored = self.store.observe_columns(
-            "api", keys, [t.duration_ms / 1000.0 for t in items], stamps,
-            [t.status // 100 - 1 for t in items], [0] * len(items),
+            "api", keys,
+            np.array([t.duration_ms for t in items]) / 1000.0,
+            stamps,
+            np.array([t.status for t in items]) // 100 - 1,
+            np.zeros(n, dtype=np.int64),
         )
         result = BatchResult()
-        for index, ok in enumerate(stored):
-            if ok:
-                result.accepted += 1
-            else:
-                result.reject(index, SERIES_LIMIT)
-        if result.rejected:
+        if False not in stored:
+            result.accepted = n
+        else:
+            for index, ok in enumerate(stored):
+                if ok:
+                    result.accepted += 1
+                else:
+                    result.reject(index, SERIES_LIMIT)
             self.counters.rejected[(self.name, "series_limit")] += result.rejected
         self.counters.accepted[self.name] += result.accepted
         return result
 
     def parse(self, item: Any, ctx: Context) -> Sample:
-        # Fast path: strings seen before and plain numbers in range. Anything else goes to
-        # `_explain`, which validates field by field and names the first problem.
+        # Fast path: a triple seen before and plain numbers in range. Anything else goes
+        # to `_explain`, which validates field by field and names the first problem.
         if type(item) is dict:
             s = item.get("service")
             r = item.get("route")
@@ -127,19 +124,14 @@ class TimingsBeacon(BeaconType):
                 and type(status) is int
                 and (type(duration) is float or type(duration) is int)
             ):
-                service = self.services.get(s)
-                route = self.routes.get(r)
-                method = self.methods.get(m)
+                key = self.keys.get((s, r, m))
                 if (
-                    service is not None
-                    and route is not None
-                    and method is not None
+                    key is not None
                     and 100 <= status <= 599
                     and 0.0 <= duration <= self.max_ms
                     and "timestamp" not in item
                 ):
-                    return ("api", (service, route, method), duration / 1000.0, ctx.now,
-                            status // 100 - 1, 0, "")
+                    return ("api", key, duration / 1000.0, ctx.now, status // 100 - 1, 0, "")
         return self._explain(item, ctx)
 
     def _explain(self, item: Any, ctx: Context) -> Sample:
@@ -158,10 +150,8 @@ class TimingsBeacon(BeaconType):
         duration_ms = number(item, "duration_ms", 0.0, self.max_ms)
         stamp = timestamp(item, ctx.now)
         assert service is not None and route is not None and method is not None
-        key = (
-            self.services.remember(service, service),
-            self.routes.remember(route, normalize_path(route)),
-            self.methods.remember(method, normalize_method(method)),
-        )
+        key = (service, normalize_path(route), normalize_method(method))
+        if len(self.keys) >= KEY_CACHE_SIZE:
+            self.keys.clear()
+        self.keys[(service, route, method)] = key
         return ("api", key, duration_ms / 1000.0, stamp, status // 100 - 1, 0, "")
-

@@ -284,10 +284,10 @@ class Store:
                     return stored
         family.record_many(
             np.array(slots, dtype=np.int64),
-            np.array(values, dtype=np.float64),
-            np.array(stamps, dtype=np.float64),
-            np.array(tags, dtype=np.uint8),
-            np.array(extras, dtype=np.int64),
+            np.asarray(values, dtype=np.float64),
+            np.asarray(stamps, dtype=np.float64),
+            np.asarray(tags, dtype=np.uint8),
+            np.asarray(extras, dtype=np.int64),
         )
         return stored
 
