@@ -9,8 +9,9 @@ lines. Output is checked by `promtool check metrics` in the tests.
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry
@@ -23,9 +24,12 @@ _SIMPLE_TYPES = frozenset({"counter", "gauge", "summary", "histogram", "unknown"
 
 
 class FastCollector(Protocol):
-    """A collector that can write its own exposition lines (the store's)."""
+    """A collector that writes its own exposition lines (the store's, PostgreSQL's).
 
-    def write(self, out: list[str], openmetrics: bool) -> None: ...
+    `write` may be a plain method or a coroutine (one that yields between chunks).
+    """
+
+    def write(self, out: list[str], openmetrics: bool) -> Awaitable[None] | None: ...
 
 
 def wants_openmetrics(accept: str) -> bool:
@@ -113,7 +117,7 @@ def _via_library(metric: Metric, openmetrics: bool) -> str:
     return generate_latest(registry).decode()
 
 
-def render(registry: CollectorRegistry, openmetrics: bool) -> bytes:
+async def render(registry: CollectorRegistry, openmetrics: bool) -> bytes:
     """The whole registry; collectors with a `write` method write their own lines."""
     out: list[str] = []
     # The registry keeps collectors in registration order; there is no public iterator
@@ -121,7 +125,9 @@ def render(registry: CollectorRegistry, openmetrics: bool) -> bytes:
     for collector in list(registry._collector_to_names):
         write = getattr(collector, "write", None)
         if write is not None:
-            write(out, openmetrics)
+            pending = write(out, openmetrics)
+            if inspect.isawaitable(pending):
+                await pending
             continue
         for metric in collector.collect():
             write_family(out, metric, openmetrics)

@@ -24,10 +24,17 @@ class History:
     """Rings of per-minute values keyed by series name; a later write in a minute wins."""
 
     def __init__(
-        self, minutes: int, max_series: int = DEFAULT_MAX_SERIES, step: float = STEP_SECONDS
+        self,
+        minutes: int,
+        max_series: int = DEFAULT_MAX_SERIES,
+        step: float = STEP_SECONDS,
+        started_at: float = 0.0,
     ) -> None:
         if minutes < 1 or max_series < 1 or step <= 0:
             raise ValueError("minutes, max_series and step must be positive")
+        # When recording began (the process start): nothing before it was ever observed,
+        # which readers need to tell "quiet" from "not running yet".
+        self.started_at = started_at
         self.minutes = minutes
         self.max_series = max_series
         self.step = step

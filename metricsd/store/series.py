@@ -189,6 +189,9 @@ class Store:
         self.idle_timeout = idle_timeout
         self.pool = RingPool(max_series, window_samples, QUANTILES)
         self._refreshing = asyncio.Lock()
+        # Held by readers that yield while walking the series (the /metrics writer);
+        # expiry waits for it, so no slot changes hands under a reader.
+        self.reading = asyncio.Lock()
         self.families: dict[str, SeriesFamily] = {}
         self.dropped: dict[str, int] = {}  # family -> samples refused for want of a slot
         self.expired: dict[str, int] = {}  # family -> series removed for idleness
@@ -320,6 +323,11 @@ class Store:
                 rows = self.pool.copy_rows(stale[start : start + CHUNK])
                 stats = await asyncio.to_thread(block_stats, rows, cutoff, self.pool.qs, ntags)
                 self.pool.store_stats(rows, stats, now)
+
+    async def expire_idle(self, now: float) -> int:
+        """`expire`, once no reader is walking the series."""
+        async with self.reading:
+            return self.expire(now)
 
     def expire(self, now: float) -> int:
         """Drop series with no sample for `idle_timeout`; their counters go with them."""

@@ -17,9 +17,11 @@ from metricsd.keys import REGISTRY, STORE
 
 async def metrics(request: web.Request) -> web.Response:
     """Refresh stale window stats off the loop, then render the whole registry."""
-    await request.app[STORE].refresh(time.time())
+    store = request.app[STORE]
+    await store.refresh(time.time())
     openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
-    body = render(request.app[REGISTRY], openmetrics)
+    async with store.reading:
+        body = await render(request.app[REGISTRY], openmetrics)
     response = web.Response(body=body)
     response.headers["Content-Type"] = (
         OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
