@@ -105,15 +105,21 @@ class WindowStats:
     tag_counts: npt.NDArray[np.int64]  # len(keys) x len(tags), window samples per tag
     oldest: FloatArray  # stamp of the oldest sample in the window (inf when empty)
 
-    def rates(self, now: float, window_seconds: float, capacity: int) -> FloatArray:
-        """Samples per second over the window.
 
-        A ring that is not full holds every sample of the last `window_seconds`; a full
-        one holds only its newest `capacity`, so its span is from its oldest sample.
+    def rates(
+        self, now: float, window_seconds: float, capacity: int, started_at: float
+    ) -> FloatArray:
+        """Samples per second over the window, as Prometheus's rate() would see them.
+
+        A ring that is not full holds every sample of the last `window_seconds`, or of
+        metricsd's whole life when that is shorter (one minute after a start, 600
+        requests are 10/s, not 600 / window); a full ring holds only its newest
+        `capacity`, so its span starts at its oldest sample. A series born inside the
+        window is divided by the whole window, like rate() over a range.
         """
         full = self.counts >= capacity
-        span = np.where(full, np.maximum(now - self.oldest, 1e-3), window_seconds)
-        return np.where(self.counts > 0, self.counts / span, 0.0)
+        span = np.where(full, now - self.oldest, min(window_seconds, now - started_at))
+        return np.where(self.counts > 0, self.counts / np.maximum(span, 1.0), 0.0)
 
 
 @dataclass
@@ -184,8 +190,10 @@ class Store:
         window_samples: int,
         window_seconds: float,
         idle_timeout: float,
+        started_at: float = 0.0,
     ) -> None:
         self.window_seconds = window_seconds
+        self.started_at = started_at  # when metricsd started: bounds young windows' rates
         self.idle_timeout = idle_timeout
         self.pool = RingPool(max_series, window_samples, QUANTILES)
         self._refreshing = asyncio.Lock()

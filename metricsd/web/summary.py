@@ -30,7 +30,8 @@ def summary(store: Store, now: float) -> dict[str, Any]:
     }
     for name, family in store.families.items():
         stats = store.window_stats(family, now)
-        rates = stats.rates(now, store.window_seconds, store.pool.capacity).tolist()
+        rates = stats.rates(now, store.window_seconds, store.pool.capacity,
+                            store.started_at).tolist()
         rows = zip(stats.keys, stats.quantiles.tolist(), stats.counts.tolist(), rates,
                    stats.tag_counts.tolist(), strict=True)
         for key, quantiles, count, rate, tags in rows:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from metricsd.app import create_app
-from metricsd.keys import REGISTRY
+from metricsd.keys import REGISTRY, STORE
 
 TIMING = {"service": "shop", "route": "/orders/123", "method": "get", "status": 200,
           "duration_ms": 12.5}
@@ -305,3 +305,15 @@ async def test_summary_reports_window_quantiles(make_client):
     assert [api["quantiles"][p] for p in ("p50", "p95", "p99")] == pytest.approx(expected)
     assert api["error_ratio"] == pytest.approx(0.1)
     assert api["status"]["5xx"] == 50
+
+
+async def test_summary_rate_is_per_second_of_metricsd_uptime_within_the_window(make_client):
+    client = await make_client()
+    client.app[STORE].started_at = time.time() - 10  # metricsd started 10 s ago
+    batch = [{**TIMING, "route": f"/a/{i}"} for i in range(30)]
+    assert (await client.post("/v1/beacons/timings", json=batch)).status == 202
+    (api,) = (await (await client.get("/v1/summary")).json())["api"]
+    assert api["rate"] == pytest.approx(3.0, rel=0.1)  # 30 in 10 s, not 30 / 300 s
+    client.app[STORE].started_at = time.time() - 3600
+    (api,) = (await (await client.get("/v1/summary")).json())["api"]
+    assert api["rate"] == pytest.approx(0.1, rel=0.1)  # up all window: 30 / 300 s
