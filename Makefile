@@ -7,9 +7,14 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 # Debian packages the real-part tests need: PostgreSQL server, promtool/Prometheus,
 # headless Chromium, wrk for benchmarks, Node/npm for the web-vitals browser test.
-SYSDEPS := postgresql postgresql-contrib prometheus chromium wrk nodejs npm
+# Debian's npm conflicts with a nodejs package that bundles npm (NodeSource's): ask for
+# it only when there is no npm at all.
+SYSDEPS := postgresql postgresql-contrib prometheus chromium wrk nodejs \
+	$(if $(shell command -v npm),,npm)
+# Only for `make bench`: postgres_exporter is the baseline of the PostgreSQL benchmark.
+BENCH_SYSDEPS := prometheus-postgres-exporter
 
-.PHONY: run test lint bench demo sysdeps clean
+.PHONY: run test lint bench demo screenshot sysdeps bench-sysdeps clean dashboards
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,23 +29,40 @@ $(TEST_STAMP): $(STAMP) pyproject.toml
 run: $(STAMP)  ## start metricsd on 127.0.0.1:9811 with embedded defaults
 	$(VENV)/bin/metricsd $(if $(CONFIG),--config $(CONFIG))
 
-sysdeps:  ## install the Debian packages tests need (only as root, only what is missing)
-	@missing=""; for p in $(SYSDEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# Install the Debian packages in $(1) that are missing; only as root (CI is root).
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	else echo "not root: install$$missing yourself, or tests needing them are skipped"; fi
+	else echo "not root: install$$missing yourself, or what needs them is skipped"; fi
+endef
+
+sysdeps:  ## install the Debian packages tests need (only as root, only what is missing)
+	$(call apt_install,$(SYSDEPS))
+
+bench-sysdeps:  ## plus the baselines benchmarks compare against
+	$(call apt_install,$(SYSDEPS) $(BENCH_SYSDEPS))
 
 test: $(TEST_STAMP) sysdeps  ## install what tests need and run the whole suite
-	$(VENV)/bin/ruff check metricsd tests bench
+	$(VENV)/bin/ruff check metricsd tests bench tools dashboards
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(TEST_STAMP)
-	$(VENV)/bin/ruff check metricsd tests bench
+	$(VENV)/bin/ruff check metricsd tests bench tools dashboards
 
-bench: $(TEST_STAMP) sysdeps  ## benchmarks; results go to docs/benchmarks.md by hand
+bench: $(TEST_STAMP) bench-sysdeps  ## benchmarks; results go to docs/benchmarks.md by hand
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+dashboards: $(STAMP)  ## regenerate dashboards/*.json from dashboards/build.py
+	$(PY) dashboards/build.py
+
+demo: $(TEST_STAMP)  ## throwaway PostgreSQL + metricsd + sample traffic; prints the page URL; Ctrl-C cleans up
+	$(PY) tools/demo.py $(DEMO_ARGS)
+
+screenshot: $(TEST_STAMP)  ## refresh docs/img/overview.png from headless Chromium
+	METRICSD_UPDATE_SCREENSHOT=1 $(PY) -m pytest -q -p no:cacheprovider tests/e2e/test_screenshot.py
 
 clean:
 	rm -rf $(VENV) .bench

@@ -107,12 +107,31 @@ class IngestConfig(_Model):
         return value
 
 
+_DEFAULT_COLLECTORS: dict[str, bool] = {
+    "statements": True, "indexes": True, "tables": True,
+    "activity": True, "database": True, "replication": True,
+}
+
+
+def _check_collectors(value: dict[str, bool]) -> dict[str, bool]:
+    unknown = sorted(set(value) - set(_DEFAULT_COLLECTORS))
+    if unknown:
+        raise ValueError(f"unknown collector(s) {', '.join(unknown)}; known: "
+                         f"{', '.join(_DEFAULT_COLLECTORS)}")
+    return value
+
+
 class TargetConfig(_Model):
     """One PostgreSQL server to scrape."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     dsn: str = Field(min_length=1)
     collectors: dict[str, bool] = {}
+
+    @field_validator("collectors")
+    @classmethod
+    def _known_collectors(cls, value: dict[str, bool]) -> dict[str, bool]:
+        return _check_collectors(value)
 
 
 class PostgresConfig(_Model):
@@ -132,6 +151,21 @@ class PostgresConfig(_Model):
     bloat_min_bytes: int = Field(1_048_576, ge=0)
     collectors: dict[str, bool] = {}
     targets: list[TargetConfig] = []
+
+    @staticmethod
+    def default_collectors() -> dict[str, bool]:
+        """Default on/off per collector; registering a collector missing here fails at import."""
+        return dict(_DEFAULT_COLLECTORS)
+
+    def enabled_collectors(self, target: TargetConfig) -> list[str]:
+        """Collector names to run on `target`: defaults, then postgres.collectors, then its own."""
+        merged = {**_DEFAULT_COLLECTORS, **self.collectors, **target.collectors}
+        return [name for name, on in merged.items() if on]
+
+    @field_validator("collectors")
+    @classmethod
+    def _known_collectors(cls, value: dict[str, bool]) -> dict[str, bool]:
+        return _check_collectors(value)
 
     # A field validator, not a model one: pydantic skips model validators when any other
     # field fails, and an operator should see every problem in one go.
@@ -155,6 +189,8 @@ class ReceiverConfig(_Model):
     signature_header: str = "X-Metricsd-Signature"
     timeout: Duration = 10.0
     max_attempts: int = Field(5, ge=1, le=100)
+    backoff: Duration = 0.5  # first retry waits about this long, doubling up to max_backoff
+    max_backoff: Duration = 30.0
     send_resolved: bool = True
     headers: dict[str, str] = {}
     max_alerts: int = Field(0, ge=0)  # 0: no limit, as in Alertmanager
@@ -204,12 +240,19 @@ class AlertingConfig(_Model):
                 problems.append(f"{where} names unknown receiver {name!r}")
         if self.receivers and self.default_receiver is None:
             problems.append("default_receiver is required when receivers are configured")
+        # Rules and matchers are checked here too, so a bad rule stops start-up (and
+        # `metricsd check-config`) with its name and reason, before the port is bound.
+        from metricsd.alerting.validate import alerting_problems
+
+        problems += alerting_problems(self)
         if problems:
             raise ValueError("; ".join(problems))
         return self
 
 
 class BasicAuthConfig(_Model):
+    """HTTP Basic credentials for the page and JSON views (a browser prompts for them)."""
+
     username: str = Field(min_length=1)
     password: str = Field(min_length=1)
 

@@ -32,7 +32,8 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 STATUS_CLASSES: tuple[str, ...] = ("1xx", "2xx", "3xx", "4xx", "5xx")
 RATINGS: tuple[str, ...] = ("good", "needs-improvement", "poor")
 NAVIGATION_TYPES: tuple[str, ...] = (
-    "navigate", "reload", "back-forward", "back-forward-cache", "prerender", "restore", "other",
+    "navigate", "reload", "back-forward", "back-forward-cache", "prerender", "restore",
+    "soft-navigation", "other",
 )  # fmt: skip
 
 

@@ -58,7 +58,7 @@ def test_fast_path_records_what_the_general_path_records():
 
 def test_fast_path_declines_bad_batches_and_counts_the_series_limit():
     now = time.time()
-    beacon, store = make(max_series=2)
+    beacon, _ = make(max_series=2)
     good = {"service": "a", "route": "/x", "method": "GET", "status": 200, "duration_ms": 1.0}
     beacon.ingest([good], Context(now))
     for bad in ({**good, "status": True}, {**good, "duration_ms": -1},

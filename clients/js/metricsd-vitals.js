@@ -1,0 +1,142 @@
+// metricsd Web Vitals reporter: wires Google's web-vitals to metricsd's
+// POST /v1/beacons/vitals. An ES module with no build step; web-vitals is a peer dependency.
+//
+// Metrics are queued and sent when the page is hidden or left (the last moment a browser
+// reliably runs code), as one JSON array per request, with navigator.sendBeacon and a
+// string body: a text/plain request, so no CORS preflight. fetch(..., {keepalive: true})
+// is the fallback when sendBeacon is missing or refuses the body.
+import { onCLS, onFCP, onINP, onLCP, onTTFB } from 'web-vitals';
+
+// sendBeacon and keepalive fetch share a 64 KiB in-flight budget per page; stay under it.
+export const DEFAULT_MAX_BODY_BYTES = 60000;
+
+const encoder = new TextEncoder();
+
+/** Bytes a string takes on the wire (UTF-8), which is what body limits count. */
+function byteLength(text) {
+  return encoder.encode(text).length;
+}
+
+/** The fields metricsd reads; web-vitals' `entries` hold DOM nodes and are never sent. */
+export function toBeacon(metric, page) {
+  return {
+    name: metric.name,
+    value: metric.value,
+    rating: metric.rating,
+    delta: metric.delta,
+    id: metric.id,
+    navigationType: metric.navigationType,
+    page,
+  };
+}
+
+/**
+ * Split items into JSON array strings of at most maxBytes each.
+ * An item that alone exceeds the limit cannot be sent and is skipped.
+ */
+export function toBodies(items, maxBytes = DEFAULT_MAX_BODY_BYTES) {
+  const bodies = [];
+  let parts = [];
+  let size = 2; // the brackets
+  for (const item of items) {
+    const json = JSON.stringify(item);
+    const bytes = byteLength(json);
+    if (bytes + 2 > maxBytes) continue;
+    if (parts.length && size + 1 + bytes > maxBytes) {
+      bodies.push(`[${parts.join(',')}]`);
+      parts = [];
+      size = 2;
+    }
+    size += bytes + (parts.length ? 1 : 0);
+    parts.push(json);
+  }
+  if (parts.length) bodies.push(`[${parts.join(',')}]`);
+  return bodies;
+}
+
+/** Send one body; sendBeacon first, keepalive fetch when it is missing or says no. */
+function send(endpoint, body) {
+  try {
+    if (typeof navigator.sendBeacon === 'function' && navigator.sendBeacon(endpoint, body)) {
+      return 'beacon';
+    }
+  } catch (_) {
+    // Some browsers throw on a cross-origin or oversized beacon; fall through to fetch.
+  }
+  try {
+    fetch(endpoint, {
+      method: 'POST',
+      body,
+      keepalive: true,
+      headers: { 'Content-Type': 'text/plain;charset=UTF-8' },
+    }).catch(() => {});
+    return 'fetch';
+  } catch (_) {
+    return 'none';
+  }
+}
+
+/**
+ * Start reporting this page view's Web Vitals to metricsd.
+ *
+ * options.endpoint        metricsd's URL, e.g. 'https://metricsd.example.com/v1/beacons/vitals'
+ * options.page            route template ('/products/:id'), or a function of the metric
+ *                         returning one; default location.pathname
+ * options.sampleRate      0..1, decided once per page view (default 1: every view)
+ * options.maxBodyBytes    upper bound of one request body (default 60000)
+ *
+ * Returns {sampled, flush}; call flush() yourself on a soft navigation if you like.
+ */
+export function initVitals(options = {}) {
+  const {
+    endpoint,
+    page,
+    sampleRate = 1,
+    maxBodyBytes = DEFAULT_MAX_BODY_BYTES,
+  } = options;
+  if (!endpoint) throw new Error('metricsd: initVitals needs an endpoint');
+  // One decision per page view, so a sampled view reports all of its metrics or none.
+  const sampled = Math.random() < sampleRate;
+  if (!sampled) return { sampled, flush() {} };
+
+  // Keyed by web-vitals' id: a later report of the same metric (CLS, INP grow) replaces
+  // the queued one, so a flush sends each metric once with its latest value.
+  const queue = new Map();
+  // Value last sent per id, so `delta` is the change since metricsd last heard of it.
+  const sent = new Map();
+  const pageOf = (metric) =>
+    (typeof page === 'function' ? page(metric) : page) || location.pathname;
+
+  function enqueue(metric) {
+    const beacon = toBeacon(metric, pageOf(metric));
+    beacon.delta = metric.value - (sent.get(metric.id) ?? 0);
+    queue.set(metric.id, beacon);
+  }
+
+  function flush() {
+    if (!queue.size) return;
+    const items = [...queue.values()];
+    queue.clear();
+    for (const item of items) sent.set(item.id, item.value);
+    for (const body of toBodies(items, maxBodyBytes)) send(endpoint, body);
+  }
+
+  // reportAllChanges costs nothing here (reports only replace the queued entry) and
+  // catches values web-vitals settles during the hide itself: an interaction still waiting
+  // for its idle callback when the page is left is otherwise never reported as INP.
+  const opts = { reportAllChanges: true };
+  onTTFB(enqueue, opts);
+  onFCP(enqueue, opts);
+  onLCP(enqueue, opts);
+  onCLS(enqueue, opts);
+  onINP(enqueue, opts);
+
+  // Bubble-phase listeners on window run after web-vitals' capture-phase ones, so CLS,
+  // INP and LCP are already queued when we flush. pagehide covers Safari, which does not
+  // always fire visibilitychange when a page is unloaded.
+  addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'hidden') flush();
+  });
+  addEventListener('pagehide', flush);
+  return { sampled, flush };
+}

@@ -1,0 +1,203 @@
+"""AlertingService: the engine, the dispatcher and the state file, run by one scheduled job.
+
+`evaluate_once()` is the `alerts:evaluate` APScheduler job: refresh the store's window
+stats, read the current samples the rules need, evaluate (pure), hand firing and resolved
+alerts to the dispatcher (which only schedules tasks), and request a state save when
+anything changed. It never waits for a receiver.
+
+Read API for the page and /v1/alerts (app[ALERTS]): `alerts()`, `counts()`, `rule_count`,
+`receivers()`; every value is a JSON-ready copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+from prometheus_client import CollectorRegistry
+
+from metricsd.alerting.deadletter import DeadLetterLog
+from metricsd.alerting.dispatch import Dispatcher
+from metricsd.alerting.engine import STATES, Alert, AlertEngine
+from metricsd.alerting.notification import NotifyAlert, generator_url
+from metricsd.alerting.receivers import RECEIVER_KINDS, Receiver
+from metricsd.alerting.routing import Router
+from metricsd.alerting.rules import RuleGroup, rule_count
+from metricsd.alerting.state import StateFile
+from metricsd.alerting.stats import AlertingStats
+from metricsd.config import AlertingConfig
+from metricsd.export.samples import current_samples
+from metricsd.store.series import Store
+
+log = logging.getLogger(__name__)
+
+
+def _number(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+class AlertingService:
+    """Everything alerting holds at run time; one per application."""
+
+    def __init__(
+        self,
+        config: AlertingConfig,
+        groups: list[RuleGroup],
+        registry: CollectorRegistry,
+        session: Callable[[], aiohttp.ClientSession],
+        store: Store | None = None,
+        external_url: str = "",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.store = store
+        self.clock = clock
+        self.external_url = config.external_url or external_url
+        self.stats = AlertingStats()
+        self.engine = AlertEngine(groups, external_url=self.external_url, clock=clock)
+        self.receivers_by_name: dict[str, Receiver] = {
+            r.name: RECEIVER_KINDS[r.format].from_config(r, stats=self.stats)
+            for r in config.receivers
+        }
+        self.state = StateFile(config.state_file, self.snapshot, self.stats)
+        self.dispatcher: Dispatcher | None = None
+        if self.receivers_by_name:
+            self.dispatcher = Dispatcher(
+                Router(config), self.receivers_by_name, session, self.stats,
+                DeadLetterLog(config.dead_letter_file, self.stats),
+                on_change=self.state.request_save, fallback=config.fallback_receiver,
+                external_url=self.external_url, clock=clock,
+            )
+        self._restored = False
+        self._closed = False
+        self._failing = False
+
+    @property
+    def rule_count(self) -> int:
+        return rule_count(self.engine.groups)
+
+    # ---- the job ----------------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """Load the state file once, before the first evaluation."""
+        if self._restored:
+            return
+        self._restored = True
+        data = await self.state.load()
+        restored = self.engine.restore(data.get("alerts", []), self.clock())
+        if self.dispatcher is not None:
+            self.dispatcher.restore(data.get("notifications", {}))
+        if restored or self.engine.orphans:
+            log.info("restored %d alert(s) from %s", restored, self.config.state_file)
+
+    async def evaluate_once(self, now: float | None = None) -> bool:
+        """One evaluation tick; True when an alert changed state. Never raises."""
+        if self._closed:
+            return False
+        try:
+            await self.restore()
+            now = self.clock() if now is None else now
+            if self.store is not None:
+                await self.store.refresh(now)
+            started = time.perf_counter()
+            samples = current_samples(self.registry, self.engine.names)
+            changed = self.engine.evaluate(samples, now)
+            elapsed = time.perf_counter() - started
+        except Exception:  # the scheduler must keep ticking; log once per failure streak
+            if not self._failing:
+                log.exception("alert evaluation failed")
+                self._failing = True
+            return False
+        self._failing = False
+        stats = self.stats
+        stats.evaluations += 1
+        stats.last_evaluation_seconds = elapsed
+        stats.evaluation_seconds_sum += elapsed
+        stats.last_evaluation_timestamp = now
+        for key, health in self.engine.health.items():
+            stats.evaluation_failures[self.engine.rules[key].name] = health.failures
+        if self.dispatcher is not None:
+            self.dispatcher.update(self.notify_alerts())
+        if changed:
+            self.state.request_save()
+        return changed
+
+    def notify_alerts(self) -> list[NotifyAlert]:
+        """Firing and resolved alerts as Alertmanager would receive them from Prometheus."""
+        out = []
+        for alert in self.engine.notifiable():
+            rule = self.engine.rule_of(alert)
+            expr = rule.expr if rule is not None else ""
+            out.append(NotifyAlert(
+                fingerprint=alert.fingerprint,
+                labels=dict(alert.labels),
+                annotations=dict(alert.annotations),
+                starts_at=alert.fired_at if alert.fired_at is not None else alert.active_at,
+                ends_at=alert.resolved_at if alert.state == "resolved" else None,
+                generator_url=generator_url(self.external_url, expr) if expr else "",
+                value=_number(alert.value),
+            ))
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        """What the state file holds."""
+        return {
+            "saved_at": self.clock(),
+            "alerts": self.engine.dump(),
+            "notifications": self.dispatcher.dump() if self.dispatcher else {},
+        }
+
+    async def close(self) -> None:
+        """Shutdown: stop group timers and write the last state."""
+        self._closed = True
+        if self.dispatcher is not None:
+            await self.dispatcher.close()
+        self.state.request_save()
+        await self.state.flush()
+
+    # ---- read API (page, /v1/alerts) --------------------------------------------------
+
+    @staticmethod
+    def _view(alert: Alert) -> dict[str, Any]:
+        return {
+            "name": alert.name,
+            "state": alert.state,
+            "labels": dict(alert.labels),
+            "annotations": dict(alert.annotations),
+            "severity": alert.labels.get("severity"),
+            "summary": alert.annotations.get("summary"),
+            "active_at": alert.active_at,
+            "started_at": alert.fired_at,
+            "resolved_at": alert.resolved_at,
+            "value": _number(alert.value),
+            "fingerprint": alert.fingerprint,
+        }
+
+    def alerts(self, states: tuple[str, ...] = STATES) -> list[dict[str, Any]]:
+        """Current alerts, firing first, then pending, then resolved; newest first within."""
+        order = {"firing": 0, "pending": 1, "resolved": 2}
+        chosen = [a for a in self.engine.all_alerts() if a.state in states]
+        chosen.sort(key=lambda a: (order[a.state], -a.active_at, a.name))
+        return [self._view(a) for a in chosen]
+
+    def counts(self) -> dict[str, int]:
+        """Alerts by state: pending, firing, resolved."""
+        return self.engine.counts()
+
+    def receivers(self) -> list[dict[str, Any]]:
+        return [{"name": name, "format": r.config.format, "up": r.up}
+                for name, r in self.receivers_by_name.items()]
+
+    def rules(self) -> list[dict[str, Any]]:
+        out = []
+        for key, rule in self.engine.rules.items():
+            health = self.engine.health[key]
+            out.append({"name": rule.name, "group": rule.group, "expr": rule.expr,
+                        "for": rule.for_s, "keep_firing_for": rule.keep_firing_for_s,
+                        "health": "ok" if health.ok else "err", "error": health.error})
+        return out

@@ -1,0 +1,139 @@
+"""Batches timings from asyncio apps (aiohttp, Starlette, FastAPI) on one keep-alive connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import aiohttp
+
+from metricsd.client.base import (
+    Outcome,
+    Timing,
+    TimingSender,
+    classify,
+    retry_after_seconds,
+    split,
+)
+
+
+class AsyncSender(TimingSender):
+    """A task on the app's event loop; `record()` must be called from that loop."""
+
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
+        self._task: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._wake_event: asyncio.Event | None = None
+        self._closing: asyncio.Event | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        """Start the background task on the running loop (idempotent)."""
+        if self._task is not None:
+            return
+        asyncio.get_running_loop()  # fail loudly when called outside the app's loop
+        self._wake_event = asyncio.Event()
+        self._closing = asyncio.Event()
+        # limit=1: every batch reuses one keep-alive connection; batches are sequential.
+        connector = aiohttp.TCPConnector(limit=1, keepalive_timeout=30)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers=self.headers,
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+        )
+        self._task = asyncio.create_task(self._run(), name="metricsd-client-sender")
+
+    def _wake(self) -> None:
+        if self._wake_event is not None:
+            self._wake_event.set()
+
+    async def close(self) -> None:
+        """Send what is queued (one attempt per batch, within close_timeout), then stop."""
+        timeout = self.close_timeout
+        task = self._task
+        if task is None or self._closing is None or self._wake_event is None:
+            return
+        self._closing.set()
+        self._wake_event.set()
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(task)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            left = self._inflight + self._take_all()
+            self._inflight = []
+            if left:
+                self._note_failed(left, f"shutdown flush took longer than {timeout}s")
+        finally:
+            if self._session is not None:
+                await self._session.close()
+
+    def _take_all(self) -> list[Timing]:
+        left: list[Timing] = []
+        while batch := self._take():
+            left += batch
+        return left
+
+    async def _run(self) -> None:
+        assert self._wake_event is not None and self._closing is not None
+        while not self._closing.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval):
+                    await self._wake_event.wait()
+            self._wake_event.clear()
+            await self._drain()
+        await self._drain()
+
+    async def _drain(self) -> None:
+        while batch := self._take():
+            self._inflight = batch
+            try:
+                await self._deliver(batch)
+            except Exception as exc:  # a bug or odd input must not end the sender for good
+                self._note_failed(batch, f"{type(exc).__name__}: {exc}")
+            self._inflight = []
+
+    async def _deliver(self, batch: list[Timing]) -> None:
+        """Post one batch: retry on faults with backoff, halve it on 413, give up after max."""
+        assert self._closing is not None
+        problem = ""
+        for attempt in range(self.max_attempts):
+            status, retry_after, detail = await self._post(self.encode(batch, retry=attempt > 0))
+            outcome = classify(status) if status else Outcome.RETRY
+            if outcome is Outcome.SENT:
+                self._note_sent(batch)
+                return
+            if outcome is Outcome.SPLIT and len(batch) > 1:
+                for half in split(batch):
+                    await self._deliver(half)
+                return
+            if outcome in (Outcome.REJECTED, Outcome.SPLIT):
+                self._note_rejected(batch, status, detail)
+                return
+            problem = detail if not status else f"HTTP {status}"
+            self._note_retry(problem)
+            if self._closing.is_set() or attempt == self.max_attempts - 1:
+                break
+            # Sleep, but wake up at once for shutdown so close() is not held by a backoff.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.backoff(attempt, retry_after)):
+                    await self._closing.wait()
+        self._note_failed(batch, problem)
+
+    async def _post(self, body: bytes) -> tuple[int, float | None, str]:
+        """(status, Retry-After, reason); status 0 for a connection error or timeout."""
+        assert self._session is not None
+        try:
+            async with self._session.post(self.endpoint.url, data=body) as resp:
+                text = await resp.text() if resp.status >= 300 else ""
+                await resp.read()
+                return resp.status, retry_after_seconds(resp.headers.get("Retry-After")), text
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return 0, None, f"connection: {type(exc).__name__}: {exc}"

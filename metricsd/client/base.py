@@ -1,0 +1,248 @@
+"""What every sender shares: the bounded queue, the payload, the retry policy and the counts.
+
+The request path only calls `record()`: one tuple appended to a deque, or one counter
+bumped when the queue is full. Everything that can be slow (encoding, the network,
+backoff) happens on the sender's own task or thread.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+try:  # orjson ships with metricsd and encodes a batch about 3x faster than json
+    from orjson import dumps as _dumps
+except ImportError:  # pragma: no cover - the client alone, without metricsd's dependencies
+
+    def _dumps(obj: object) -> bytes:
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+
+log = logging.getLogger("metricsd.client")
+
+# route, method, status, duration in seconds, unix time when the request ended
+Timing = tuple[str, str, int, float, float]
+
+TIMINGS_PATH = "/v1/beacons/timings"
+
+
+class Outcome(enum.Enum):
+    """What to do with a batch after one attempt."""
+
+    SENT = "sent"
+    RETRY = "retry"  # connection error, timeout, 5xx, 429
+    SPLIT = "split"  # 413: the batch is over metricsd's body limit
+    REJECTED = "rejected"  # other 4xx: sending it again cannot help
+
+
+def classify(status: int) -> Outcome:
+    """Map metricsd's answer to a next step (202 accepted, 429 and 5xx retried)."""
+    if 200 <= status < 300:
+        return Outcome.SENT
+    if status == 413:
+        return Outcome.SPLIT
+    if status == 429 or status >= 500:
+        return Outcome.RETRY
+    return Outcome.REJECTED
+
+
+@dataclass(frozen=True)
+class SenderStats:
+    """Counts since start; `dropped` are timings refused because the queue was full."""
+
+    queued: int
+    sent: int
+    dropped: int
+    failed: int  # timings given up after max_attempts (metricsd down too long)
+    rejected: int  # timings metricsd refused with a 4xx
+    retries: int
+    batches: int
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where timings go, split once so both transports can use it."""
+
+    url: str
+    scheme: str
+    host: str
+    port: int
+    path: str
+
+    @classmethod
+    def parse(cls, base_url: str) -> Endpoint:
+        """Accept the metricsd base URL or the full timings URL."""
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"metricsd url must be http(s)://host[:port], got {base_url!r}")
+        path = parts.path.rstrip("/")
+        if not path.endswith(TIMINGS_PATH):
+            path += TIMINGS_PATH
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        url = f"{parts.scheme}://{parts.netloc}{path}"
+        return cls(url=url, scheme=parts.scheme, host=parts.hostname, port=port, path=path)
+
+
+class TimingSender:
+    """Bounded queue plus delivery policy; subclasses provide the transport and the loop."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        service: str,
+        token: str | None = None,
+        batch_size: int = 500,
+        interval: float = 1.0,
+        max_queue: int = 10_000,
+        timeout: float = 5.0,
+        max_attempts: int = 5,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        send_timestamps: bool = False,
+        close_timeout: float = 5.0,
+    ) -> None:
+        if batch_size < 1 or max_queue < 1 or interval <= 0 or max_attempts < 1:
+            raise ValueError("batch_size, max_queue, max_attempts and interval must be positive")
+        self.endpoint = Endpoint.parse(url)
+        self.service = service
+        self.batch_size = batch_size
+        self.interval = interval
+        self.max_queue = max_queue
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.send_timestamps = send_timestamps
+        self.close_timeout = close_timeout
+        self.headers = {"Content-Type": "application/json", "User-Agent": "metricsd-client/1"}
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
+        self._queue: deque[Timing] = deque()
+        self._inflight: list[Timing] = []  # the batch being delivered, for shutdown accounting
+        self._count_lock = threading.Lock()  # counters may be bumped from app threads (WSGI)
+        self._dropped = 0
+        self._sent = 0
+        self._failed = 0
+        self._rejected = 0
+        self._retries = 0
+        self._batches = 0
+        self._warned: set[str] = set()
+
+    # --- the request path -------------------------------------------------------------
+
+    def record(self, route: str, method: str, status: int, duration: float) -> None:
+        """Queue one timing; never blocks, never raises, counts it when the queue is full."""
+        queue = self._queue
+        if len(queue) >= self.max_queue:
+            with self._count_lock:
+                self._dropped += 1
+            return
+        queue.append((route, method, status, duration, time.time()))
+        if len(queue) >= self.batch_size:
+            self._wake()
+
+    def _wake(self) -> None:
+        """Ask the background loop to send now instead of at the next interval."""
+
+    # --- shared delivery logic --------------------------------------------------------
+
+    def stats(self) -> SenderStats:
+        """A consistent-enough snapshot for logs, tests and the Prometheus collector."""
+        return SenderStats(
+            queued=len(self._queue), sent=self._sent, dropped=self._dropped,
+            failed=self._failed, rejected=self._rejected, retries=self._retries,
+            batches=self._batches,
+        )  # fmt: skip
+
+    def _take(self) -> list[Timing]:
+        """Pop up to batch_size timings (deque.popleft is atomic, so app threads may append)."""
+        queue = self._queue
+        batch: list[Timing] = []
+        for _ in range(min(self.batch_size, len(queue))):
+            batch.append(queue.popleft())
+        return batch
+
+    def encode(self, batch: list[Timing], retry: bool = False) -> bytes:
+        """The JSON array metricsd's /v1/beacons/timings takes.
+
+        Timestamps are left out by default: metricsd stamps on arrival, at most one interval
+        later, and items without one take its fast path. A retried batch is late, so it
+        carries them.
+        """
+        stamped = self.send_timestamps or retry
+        service = self.service
+        items = []
+        for route, method, status, duration, stamp in batch:
+            item: dict[str, object] = {
+                "service": service, "route": route, "method": method, "status": status,
+                "duration_ms": round(duration * 1000.0, 4),
+            }  # fmt: skip
+            if stamped:
+                item["timestamp"] = round(stamp, 3)
+            items.append(item)
+        return _dumps(items)
+
+    def backoff(self, attempt: int, retry_after: float | None = None) -> float:
+        """Exponential backoff with full jitter; a server's Retry-After wins if larger."""
+        delay = min(self.backoff_max, self.backoff_initial * 2**attempt)
+        delay = random.uniform(delay / 2, delay)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.backoff_max))
+        return delay
+
+    def _note_sent(self, batch: list[Timing]) -> None:
+        with self._count_lock:
+            self._sent += len(batch)
+            self._batches += 1
+        if self._warned:
+            log.info("metricsd client: delivering timings to %s again", self.endpoint.url)
+            self._warned.clear()
+
+    def _note_rejected(self, batch: list[Timing], status: int, reason: str) -> None:
+        with self._count_lock:
+            self._rejected += len(batch)
+        self._warn_once(f"rejected:{status}", "metricsd rejected %d timings with %s: %s",
+                        len(batch), status, reason[:200])
+
+    def _note_retry(self, problem: str) -> None:
+        with self._count_lock:
+            self._retries += 1
+        self._warn_once(f"retry:{problem.split(':', 1)[0]}",
+                        "metricsd client: %s (%s); retrying with backoff, the app is not slowed",
+                        problem, self.endpoint.url)
+
+    def _note_failed(self, batch: list[Timing], problem: str) -> None:
+        with self._count_lock:
+            self._failed += len(batch)
+        self._warn_once("failed", "metricsd client: gave up on %d timings after %d attempts (%s)",
+                        len(batch), self.max_attempts, problem)
+
+    def _warn_once(self, key: str, message: str, *args: object) -> None:
+        """Log a fault the first time only, so a down metricsd does not flood the app's log."""
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(message, *args)
+
+
+def split(batch: list[Timing]) -> tuple[list[Timing], list[Timing]]:
+    """Halve a batch metricsd found too large (413)."""
+    middle = len(batch) // 2
+    return batch[:middle], batch[middle:]
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds; HTTP dates are rare from metricsd and ignored."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

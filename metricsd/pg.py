@@ -1,0 +1,190 @@
+"""PostgreSQL targets: one small asyncpg pool each, a reconnect backoff, the server's version.
+
+Pools are created with min_size=0, so metricsd starts while a target is down: the first
+scrape connects, and a failed connect closes the gate for a backoff that doubles up to
+three quarters of a scrape interval (so a restarted server is back within two
+intervals).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from metricsd.config import PostgresConfig, TargetConfig
+
+log = logging.getLogger(__name__)
+
+APPLICATION_NAME = "metricsd"
+CLOSE_TIMEOUT_S = 5.0
+
+
+class TargetDown(Exception):
+    """The target is inside its reconnect backoff; no connection was attempted."""
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What every collector needs to pick its SQL: version and privileges."""
+
+    version_num: int
+    block_size: int
+    is_superuser: bool
+    reads_all_stats: bool
+    in_recovery: bool
+
+
+class Backoff:
+    """Exponential reconnect delay shared by a target's collectors, capped at `cap_s`."""
+
+    def __init__(self, base_s: float, cap_s: float, clock: Callable[[], float]) -> None:
+        self.base_s = min(base_s, cap_s)
+        self.cap_s = cap_s
+        self.clock = clock
+        self.failures = 0
+        self.retry_at = 0.0
+
+    def open(self) -> bool:
+        return self.clock() >= self.retry_at
+
+    def failed(self) -> None:
+        self.failures += 1
+        delay = min(self.cap_s, self.base_s * 2 ** (self.failures - 1))
+        self.retry_at = self.clock() + delay
+
+    def succeeded(self) -> None:
+        self.failures = 0
+        self.retry_at = 0.0
+
+
+def session_settings(config: PostgresConfig) -> dict[str, str]:
+    """Server settings for metricsd's own sessions: a name to find them, and hard limits."""
+    return {
+        "application_name": APPLICATION_NAME,
+        "statement_timeout": str(max(1, int(config.statement_timeout * 1000))),
+        "lock_timeout": str(max(1, int(config.lock_timeout * 1000))),
+    }
+
+
+class PgTarget:
+    """One configured server: its pool, backoff, connect latency and server info."""
+
+    def __init__(self, target: TargetConfig, config: PostgresConfig) -> None:
+        self.name = target.name
+        self.config = config
+        self.target = target
+        self.pool: asyncpg.Pool | None = None
+        # Capped below one interval, so a restarted server is retried by the next round.
+        self.backoff = Backoff(1.0, max(0.75 * config.scrape_interval, 0.05), time.monotonic)
+        self.connect_seconds: float | None = None
+        self.info: ServerInfo | None = None
+        self.last_error = ""  # why the latest connect failed, for the backoff's message
+        self._warned_privileges = False
+
+    async def _connect(self, *args: Any, **kwargs: Any) -> asyncpg.Connection:
+        """asyncpg.connect, timed: the latency is metricsd_pg_connect_seconds."""
+        started = time.perf_counter()
+        conn = await asyncpg.connect(*args, **kwargs)
+        self.connect_seconds = time.perf_counter() - started
+        return conn
+
+    async def open(self) -> None:
+        """Create the pool without connecting (min_size=0): a down target is fine here."""
+        self.pool = await asyncpg.create_pool(
+            self.target.dsn,
+            min_size=0,
+            max_size=self.config.pool_max_size,
+            max_inactive_connection_lifetime=max(60.0, self.config.scrape_interval * 4),
+            timeout=self.config.connect_timeout,
+            command_timeout=self.config.scrape_timeout,
+            server_settings=session_settings(self.config),
+            connect=self._connect,
+            reset=_no_reset,
+        )
+
+    async def close(self) -> None:
+        """Close the pool; terminate connections a cancelled scrape still holds."""
+        if self.pool is None:
+            return
+        try:
+            await asyncio.wait_for(self.pool.close(), CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            self.pool.terminate()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection, unless the target is inside its backoff (TargetDown).
+
+        `async with pool.acquire()` keeps it cancel-safe: a scrape cancelled by its timeout
+        or by scheduler shutdown still gives the connection back (or asyncpg drops it).
+        """
+        if self.pool is None:
+            raise TargetDown(f"target {self.name} has no pool (not started)")
+        if not self.backoff.open():
+            wait = max(0.0, self.backoff.retry_at - time.monotonic())
+            raise TargetDown(f"target {self.name} is down ({self.last_error}); "
+                             f"next connection attempt in {wait:.1f}s")
+        acquired = False
+        try:
+            # No acquire timeout: waiting for a free connection is bounded by the scrape's
+            # own timeout, and opening one by `connect_timeout` (a pool connect argument).
+            async with self.pool.acquire() as conn:
+                acquired = True
+                if self.info is None:
+                    self.info = await self._server_info(conn)
+                self.backoff.succeeded()
+                yield conn
+        except Exception as exc:
+            if not acquired or _is_connection_loss(exc):
+                self.backoff.failed()
+                self.info = None
+            if not acquired:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                raise TargetDown(
+                    f"cannot connect to target {self.name}: {self.last_error}") from exc
+            raise
+
+    async def _server_info(self, conn: asyncpg.Connection) -> ServerInfo:
+        row = await conn.fetchrow(
+            "SELECT current_setting('server_version_num')::int AS version_num,"
+            " current_setting('block_size')::int AS block_size,"
+            " (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS is_superuser,"
+            " pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS reads_all_stats,"
+            " pg_is_in_recovery() AS in_recovery"
+        )
+        info = ServerInfo(
+            version_num=int(row["version_num"]),
+            block_size=int(row["block_size"]),
+            is_superuser=bool(row["is_superuser"]),
+            reads_all_stats=bool(row["reads_all_stats"]) or bool(row["is_superuser"]),
+            in_recovery=bool(row["in_recovery"]),
+        )
+        if not info.reads_all_stats and not self._warned_privileges:
+            self._warned_privileges = True
+            log.warning(
+                "postgres target %s: role lacks pg_read_all_stats (GRANT pg_monitor TO <role>);"
+                " other roles' query texts and activity are hidden", self.name,
+            )
+        return info
+
+
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """Skip asyncpg's reset round trip on release (RESET ALL, UNLISTEN, ...).
+
+    metricsd's sessions only run read-only statistics queries: no LISTEN, advisory locks,
+    cursors or SET, so there is nothing to reset, and a round trip per collector adds up.
+    """
+
+
+def _is_connection_loss(exc: BaseException) -> bool:
+    """The connection itself broke (server stopped or restarted), not just a query."""
+    return isinstance(exc, OSError | asyncpg.ConnectionDoesNotExistError
+                      | asyncpg.PostgresConnectionError | asyncpg.CannotConnectNowError
+                      | asyncpg.AdminShutdownError | asyncpg.InterfaceError)

@@ -1,0 +1,93 @@
+"""PostgreSQL wiring and JSON views: GET /v1/postgres/statements and /v1/postgres/indexes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from functools import partial
+from typing import Any
+
+from aiohttp import web
+
+from metricsd.collectors.exporter import PgExporter
+from metricsd.collectors.state import STATEMENT_SORTS, PgState
+from metricsd.keys import CONFIG, PG_STATE, READINESS, REGISTRY, SCHEDULER
+from metricsd.scheduling import add_pg_jobs
+
+MAX_LIMIT = 10_000
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    value = request.query.get(name, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise web.HTTPBadRequest(reason=f"{name} must be true or false, got {value!r}")
+
+
+def _target(request: web.Request) -> str | None:
+    target = request.query.get("target") or None
+    if target is not None and target not in request.app[PG_STATE].targets:
+        raise web.HTTPNotFound(reason=f"unknown target {target!r}")
+    return target
+
+
+def _targets_summary(state: PgState, target: str | None) -> dict[str, Any]:
+    names = [target] if target else state.target_names()
+    return {name: {"up": state.up(name), "collectors": state.health(name)} for name in names}
+
+
+async def statements(request: web.Request) -> web.Response:
+    """?target=&sort=total|mean|calls|rows|max&limit=50&slow=true"""
+    state = request.app[PG_STATE]
+    target = _target(request)
+    sort = request.query.get("sort", "total")
+    if sort not in STATEMENT_SORTS:
+        raise web.HTTPBadRequest(
+            reason=f"sort must be one of {', '.join(STATEMENT_SORTS)}, got {sort!r}")
+    raw_limit = request.query.get("limit", "50")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        raise web.HTTPBadRequest(reason=f"limit must be an integer in 1..{MAX_LIMIT}")
+    slow = _flag(request, "slow")
+    rows = state.statements(target, sort=sort, limit=int(raw_limit), slow_only=slow)
+    meta = {name: state.statements_meta(name) for name in ([target] if target else state.targets)}
+    return web.json_response({
+        "slow_query_ms": state.config.slow_query_ms,
+        "targets": _targets_summary(state, target),
+        "intervals": meta,
+        "statements": rows,
+    })
+
+
+async def indexes(request: web.Request) -> web.Response:
+    """?target=&unused=true&invalid=true&bloated=true (any of them); missing-index tables."""
+    state = request.app[PG_STATE]
+    target = _target(request)
+    unused, invalid, bloated = (_flag(request, n) for n in ("unused", "invalid", "bloated"))
+    return web.json_response({
+        "targets": _targets_summary(state, target),
+        "indexes": state.indexes(target, unused=unused, invalid=invalid, bloated=bloated),
+        "missing_indexes": state.missing_indexes(target),
+    })
+
+
+async def pg_pools(app: web.Application) -> AsyncIterator[None]:
+    """Pools first (no connection needed), then the scrape jobs; pools close last."""
+    state = app[PG_STATE]
+    await state.open()
+    add_pg_jobs(app[SCHEDULER], state, app[CONFIG].postgres.scrape_interval)
+    yield
+    await state.close()
+
+
+def setup(app: web.Application) -> None:
+    """PG_STATE, the exporter, one /readyz component per target, routes and the pools."""
+    state = app[PG_STATE] = PgState(app[CONFIG].postgres)
+    app[REGISTRY].register(PgExporter(state))
+    for name in state.targets:
+        app[READINESS][f"postgres:{name}"] = partial(state.readiness, name)
+    app.router.add_get("/v1/postgres/statements", statements)
+    app.router.add_get("/v1/postgres/indexes", indexes)
+    app.cleanup_ctx.append(pg_pools)

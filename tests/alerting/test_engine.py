@@ -1,0 +1,67 @@
+"""Engine details the promtool cross-check does not reach: group intervals, health, restore."""
+
+from __future__ import annotations
+
+import logging
+
+from metricsd.alerting.engine import AlertEngine, fingerprint
+from metricsd.alerting.rules import parse_rule_text
+
+RULES = """
+groups:
+  - name: slow
+    interval: 5m
+    rules:
+      - alert: Slow
+        expr: x > 1
+  - name: dup
+    rules:
+      - alert: Dup
+        expr: y > 0
+        labels:
+          a: same
+"""
+
+
+def test_empty_label_set_has_alertmanagers_fingerprint():
+    # FNV-1a 64 offset basis: what Alertmanager reports for an empty label set.
+    assert fingerprint({}) == "cbf29ce484222325"
+    assert fingerprint({"a": "b"}) != fingerprint({"a": "c"}) != fingerprint({"b": "b"})
+
+
+def test_group_interval_is_honoured():
+    engine = AlertEngine(parse_rule_text(RULES))
+    source = {"x": [({}, 2.0)]}
+    engine.evaluate(source, 0.0)
+    assert engine.counts()["firing"] == 1
+    source = {"x": []}
+    engine.evaluate(source, 60.0)  # the group is not due: state kept
+    assert engine.counts()["firing"] == 1
+    engine.evaluate(source, 300.0)
+    assert engine.counts() == {"pending": 0, "firing": 0, "resolved": 1}
+
+
+def test_duplicate_labelsets_fail_the_rule_and_log_once(caplog):
+    caplog.set_level(logging.WARNING)
+    engine = AlertEngine(parse_rule_text(RULES))
+    source = {"y": [({"a": "1"}, 1.0), ({"a": "2"}, 1.0)]}
+    for t in (0.0, 15.0, 30.0):
+        engine.evaluate(source, t)
+    [key] = [k for k, r in engine.rules.items() if r.name == "Dup"]
+    assert engine.health[key].failures == 3 and not engine.health[key].ok
+    assert "same labelset" in (engine.health[key].error or "")
+    assert len([r for r in caplog.records if "Dup failed" in r.getMessage()]) == 1
+    engine.evaluate({"y": []}, 45.0)
+    assert engine.health[key].ok
+
+
+def test_restored_alerts_of_removed_rules_resolve_once():
+    old = AlertEngine(parse_rule_text(RULES))
+    old.evaluate({"x": [({"job": "a"}, 2.0)]}, 0.0)
+    saved = old.dump()
+    new = AlertEngine(parse_rule_text("groups: []"))
+    assert new.restore(saved, 100.0) == 0
+    [orphan] = new.notifiable()
+    assert orphan.state == "resolved" and orphan.resolved_at == 100.0
+    new.evaluate({}, 100.0 + 901)  # past the retention: forgotten
+    assert new.notifiable() == []

@@ -1,0 +1,52 @@
+"""Fallback route labels and endpoint parsing."""
+
+from __future__ import annotations
+
+import pytest
+
+from metricsd.client import normalise_path
+from metricsd.client.base import Endpoint, Outcome, classify
+
+
+@pytest.mark.parametrize(("raw", "label"), [
+    ("/", "/"),
+    ("", "/"),
+    ("/health", "/health"),
+    ("/orders/123", "/orders/:id"),
+    ("/orders/123/items/9?page=2", "/orders/:id/items/:id"),
+    ("/u/550e8400-e29b-41d4-a716-446655440000/avatar", "/u/:id/avatar"),
+    ("/blobs/9f86d081884c7d659a2feaa0c55ad015", "/blobs/:id"),
+    ("/v2/docs", "/v2/docs"),  # short names with digits are names, not ids
+    ("/files/report-2024", "/files/report-2024"),
+])
+def test_normalise_path(raw: str, label: str) -> None:
+    assert normalise_path(raw) == label
+
+
+def test_normalise_path_is_bounded() -> None:
+    assert len(normalise_path("/a" * 1000)) == 200
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("http://127.0.0.1:9811", "http://127.0.0.1:9811/v1/beacons/timings"),
+    ("http://metricsd:9811/", "http://metricsd:9811/v1/beacons/timings"),
+    ("https://m.example.com/v1/beacons/timings", "https://m.example.com/v1/beacons/timings"),
+    ("https://m.example.com/prefix", "https://m.example.com/prefix/v1/beacons/timings"),
+])
+def test_endpoint_accepts_base_or_full_url(url: str, expected: str) -> None:
+    endpoint = Endpoint.parse(url)
+    assert endpoint.url == expected
+    assert endpoint.port == (443 if url.startswith("https") else 9811)
+
+
+def test_endpoint_rejects_other_schemes() -> None:
+    with pytest.raises(ValueError, match="http"):
+        Endpoint.parse("udp://metricsd:9811")
+
+
+@pytest.mark.parametrize(("status", "outcome"), [
+    (202, Outcome.SENT), (400, Outcome.REJECTED), (401, Outcome.REJECTED),
+    (413, Outcome.SPLIT), (429, Outcome.RETRY), (500, Outcome.RETRY), (503, Outcome.RETRY),
+])
+def test_classify(status: int, outcome: Outcome) -> None:
+    assert classify(status) is outcome
