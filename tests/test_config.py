@@ -104,3 +104,39 @@ def test_shipped_example_config_is_valid(pytestconfig):
     config = load_config(example, env={"METRICSD_WEBHOOK_SECRET": "x", "PGPASSWORD": "y",
                                        "METRICSD_INGEST_TOKEN": "z"})
     assert config.ingest.window.samples == 2048
+
+
+def _missing_keys(model, raw, path=""):
+    """Config fields absent from the example, recursing into sections and list items."""
+    from pydantic import BaseModel
+
+    missing = []
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        where = f"{path}.{key}" if path else key
+        if key not in raw:
+            missing.append(where)
+            continue
+        value = raw[key]
+        annotation = field.annotation
+        inner = getattr(annotation, "__args__", (annotation,))
+        for kind in inner:
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                if isinstance(value, dict):
+                    missing += _missing_keys(kind, value, where)
+                elif isinstance(value, list) and value and isinstance(value[0], dict):
+                    missing += _missing_keys(kind, value[0], f"{where}[0]")
+            for sub in getattr(kind, "__args__", ()):  # list[Model]
+                if isinstance(sub, type) and issubclass(sub, BaseModel) and isinstance(
+                        value, list) and value:
+                    missing += _missing_keys(sub, value[0], f"{where}[0]")
+    return missing
+
+
+def test_example_config_shows_every_key(pytestconfig):
+    import yaml
+
+    from metricsd.config import Config
+
+    raw = yaml.safe_load((pytestconfig.rootpath / "metricsd.example.yml").read_text())
+    assert _missing_keys(Config, raw) == []
