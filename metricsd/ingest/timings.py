@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-import numpy as np
 
 from metricsd.config import IngestConfig
 from metricsd.errors import BeaconError
@@ -81,19 +80,16 @@ class TimingsBeacon(BeaconType):
         except KeyError:
             return None  # a triple not seen before: the general path vets it
         now = ctx.now
-        stamps: Any = [t.timestamp for t in items]
+        stamps: list[Any] = [t.timestamp for t in items]
         if stamps.count(None) == n:
-            stamps = np.full(n, now)
+            stamps = [now] * n
         else:
             stamps = [now if s is None else stamp_in_range(s, now) for s in stamps]
             if None in stamps:
                 return None
         stored = self.store.observe_columns(
-            "api", keys,
-            np.array([t.duration_ms for t in items]) / 1000.0,
-            stamps,
-            np.array([t.status for t in items]) // 100 - 1,
-            np.zeros(n, dtype=np.int64),
+            "api", keys, [t.duration_ms / 1000.0 for t in items], stamps,
+            [t.status // 100 - 1 for t in items], [0] * n,
         )
         result = BatchResult()
         if False not in stored:

@@ -276,7 +276,10 @@ class Store:
         tags: Sequence[int],
         extras: Sequence[int],
     ) -> list[bool]:
-        """Record a batch of one family given column by column (vectorised)."""
+        """Record a batch of one family given column by column (vectorised when large)."""
+        if len(keys) < VECTOR_BATCH:
+            return [self.observe(name, key, v, s, t, e) is not None
+                    for key, v, s, t, e in zip(keys, values, stamps, tags, extras, strict=True)]
         family = self.families[name]
         get = family.slot_of.get
         slots = [get(key) for key in keys]
