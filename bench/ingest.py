@@ -101,7 +101,7 @@ def latency(seconds: int, max_rps: float, series: int = 1000) -> dict[str, float
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     single = single_ratio(args.seconds, args.rounds)
     print(json.dumps({"single": single}, indent=1), flush=True)

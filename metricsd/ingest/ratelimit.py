@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections import OrderedDict
 from collections.abc import Sequence
+from functools import lru_cache
 
 
 class TokenBuckets:
@@ -41,7 +42,9 @@ class TokenBuckets:
         return len(self._buckets)
 
 
+@lru_cache(maxsize=4096)
 def is_loopback(address: str | None) -> bool:
+    """Cached: parsing the peer address on every beacon costs more than the rest of the check."""
     if not address:
         return False
     try:

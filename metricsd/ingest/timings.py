@@ -22,7 +22,7 @@ from metricsd.ingest.base import (
 )
 from metricsd.ingest.normalize import normalize_method, normalize_path
 from metricsd.selfmetrics import SelfMetrics
-from metricsd.store.series import Store
+from metricsd.store.series import VECTOR_BATCH, Store
 
 # Raw (service, route, method) triples that passed validation once, mapped to their
 # normalised series key. The same triples repeat all day, so one dict lookup replaces the
@@ -73,6 +73,8 @@ class TimingsBeacon(BeaconType):
         n = len(items)
         if not n or n > self.config.max_items:
             return None
+        if n < VECTOR_BATCH:
+            return self._ingest_few(items, ctx.now)
         raw = zip([t.service for t in items], [t.route for t in items],
                   [t.method for t in items], strict=True)
         try:
@@ -91,9 +93,27 @@ class TimingsBeacon(BeaconType):
             "api", keys, [t.duration_ms / 1000.0 for t in items], stamps,
             [t.status // 100 - 1 for t in items], [0] * n,
         )
+        return self._outcome(stored)
+
+    def _ingest_few(self, items: list[Any], now: float) -> BatchResult | None:
+        """A handful of typed items (single beacons): a plain loop beats building columns."""
+        keys = self.keys
+        samples = []
+        for t in items:
+            key = keys.get((t.service, t.route, t.method))
+            stamp = now if t.timestamp is None else stamp_in_range(t.timestamp, now)
+            if key is None or stamp is None:
+                return None  # the general path vets it and says what is wrong
+            samples.append((key, t.duration_ms / 1000.0, stamp, t.status // 100 - 1))
+        observe = self.store.observe
+        return self._outcome([observe("api", key, value, stamp, tag) is not None
+                              for key, value, stamp, tag in samples])
+
+    def _outcome(self, stored: list[bool]) -> BatchResult:
+        """The answer and the counters for a batch the fast path stored (True per sample)."""
         result = BatchResult()
         if False not in stored:
-            result.accepted = n
+            result.accepted = len(stored)
         else:
             for index, ok in enumerate(stored):
                 if ok:

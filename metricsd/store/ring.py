@@ -125,10 +125,15 @@ class RingPool:
     ) -> None:
         """Write samples of many series at once, each series' samples in batch order."""
         cap = self.capacity
+        n = len(slots)
         order = np.argsort(slots, kind="stable")
         s = slots[order]
-        uniq, first, counts = np.unique(s, return_index=True, return_counts=True)
-        rank = np.arange(len(s)) - np.repeat(first, counts)
+        # Group boundaries straight from the sorted slots (np.unique would sort again).
+        starts = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1])))
+        uniq = s[starts]
+        counts = np.diff(np.append(starts, n))
+        first = np.repeat(starts, counts)
+        rank = np.arange(n) - first
         # Only the newest `cap` samples of a series survive; writing the older ones to the
         # same cells would leave the winner up to numpy's undefined order of duplicates.
         keep = rank >= np.repeat(counts - cap, counts)

@@ -69,3 +69,15 @@ def test_fast_path_declines_bad_batches_and_counts_the_series_limit():
     result = beacon.ingest_body(body, Context(now))
     assert (result.accepted, result.rejected) == (2, 1)
     assert result.errors[0]["index"] == 2 and result.errors[0]["reason"] == "series_limit"
+
+
+def test_large_fast_batch_reports_series_limit_per_item():
+    now = time.time()
+    beacon, _ = make(max_series=2)
+    items = [{"service": "a", "route": f"/r{i % 3}", "method": "GET", "status": 200,
+              "duration_ms": 1.0} for i in range(60)]  # three series, room for two
+    beacon.ingest(items[:3], Context(now))  # learn the strings (general path)
+    result = beacon.ingest_body(orjson.dumps(items), Context(now))
+    assert (result.accepted, result.rejected) == (40, 20)
+    assert [e["index"] for e in result.errors] == list(range(2, 60, 3))
+    assert beacon.counters.rejected[("timings", "series_limit")] == 21
