@@ -117,8 +117,8 @@ def _via_library(metric: Metric, openmetrics: bool) -> str:
     return generate_latest(registry).decode()
 
 
-async def render(registry: CollectorRegistry, openmetrics: bool) -> bytes:
-    """The whole registry; collectors with a `write` method write their own lines."""
+async def render_pieces(registry: CollectorRegistry, openmetrics: bool) -> list[str]:
+    """The whole registry as text pieces; collectors with a `write` method write their own."""
     out: list[str] = []
     # The registry keeps collectors in registration order; there is no public iterator
     # over them, and going through collect() would build the store's families as objects.
@@ -133,4 +133,4 @@ async def render(registry: CollectorRegistry, openmetrics: bool) -> bytes:
             write_family(out, metric, openmetrics)
     if openmetrics:
         out.append("# EOF\n")
-    return "".join(out).encode()
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from aiohttp import web
@@ -9,23 +10,37 @@ from aiohttp import web
 from metricsd.export.text import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
-    render,
+    render_pieces,
     wants_openmetrics,
 )
 from metricsd.keys import REGISTRY, STORE
 
+# The body goes out in pieces of about this size, with a yield to the event loop between
+# them: joining and encoding 40 MB at once would stall beacons for tens of milliseconds.
+WRITE_CHUNK = 256 * 1024
 
-async def metrics(request: web.Request) -> web.Response:
-    """Refresh stale window stats off the loop, then render the whole registry."""
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    """Refresh stale window stats off the loop, render, and stream the text out."""
     store = request.app[STORE]
     await store.refresh(time.time())
     openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
     async with store.reading:
-        body = await render(request.app[REGISTRY], openmetrics)
-    response = web.Response(body=body)
-    response.headers["Content-Type"] = (
-        OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
-    )
+        pieces = await render_pieces(request.app[REGISTRY], openmetrics)
+    response = web.StreamResponse(headers={
+        "Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE})
+    await response.prepare(request)
+    batch: list[str] = []
+    size = 0
+    for piece in pieces:
+        batch.append(piece)
+        size += len(piece)
+        if size >= WRITE_CHUNK:
+            await response.write("".join(batch).encode())
+            await asyncio.sleep(0)
+            batch, size = [], 0
+    await response.write("".join(batch).encode())
+    await response.write_eof()
     return response
 
 
