@@ -139,7 +139,8 @@ class StoreCollector:
         await self._section(out, "api_requests", api, stats, _api_request_rows)
         header(out, API_WINDOW_REQUESTS, "gauge",
                "API requests in the current window by status class", openmetrics)
-        await self._section(out, "api_window", api, stats, _api_window_rows)
+        await self._section(out, "api_window", api, stats, _window_count_rows(
+            API_WINDOW_REQUESTS, "", "status_class", STATUS_CLASSES))
         ratings: list[str] = []
         window_ratings: list[str] = []
         for spec in VITALS.values():
@@ -155,7 +156,8 @@ class StoreCollector:
             await self._section(ratings, f"{spec.name}_ratings", family, stats,
                           _rating_rows(spec.name))
             await self._section(window_ratings, f"{spec.name}_window", family, stats,
-                          _window_rating_rows(spec.name))
+                                _window_count_rows(VITALS_WINDOW_RATINGS,
+                                                   f'metric="{spec.name}",', "rating", RATINGS))
         header(out, VITALS_RATINGS, "counter", "Web Vitals reports by rating, cumulative",
                openmetrics)
         out.extend(ratings)
@@ -412,14 +414,21 @@ def _api_request_rows(
     ]
 
 
-def _api_window_rows(
-    family: SeriesFamily, stats: WindowStats, rows: npt.NDArray[np.int64], labels: list[str]
-) -> list[str]:
-    return [
-        "".join([f'{API_WINDOW_REQUESTS}{{{lab},status_class="{cls}"}} {n}\n'
-                 for cls, n in zip(STATUS_CLASSES, row, strict=True)])
-        for lab, row in zip(labels, stats.tag_counts[rows].tolist(), strict=True)
-    ]
+def _window_count_rows(
+    name: str, prefix: str, label: str, values: tuple[str, ...]
+) -> RowRenderer:
+    """A gauge of window samples per tag (status class, rating): one line per value."""
+
+    def render(
+        family: SeriesFamily, stats: WindowStats, rows: npt.NDArray[np.int64], labels: list[str]
+    ) -> list[str]:
+        return [
+            "".join([f'{name}{{{prefix}{lab},{label}="{value}"}} {n}\n'
+                     for value, n in zip(values, row, strict=True)])
+            for lab, row in zip(labels, stats.tag_counts[rows].tolist(), strict=True)
+        ]
+
+    return render
 
 
 def _rating_rows(vital: str) -> RowRenderer:
@@ -440,17 +449,6 @@ def _rating_rows(vital: str) -> RowRenderer:
     return render
 
 
-def _window_rating_rows(vital: str) -> RowRenderer:
-    def render(
-        family: SeriesFamily, stats: WindowStats, rows: npt.NDArray[np.int64], labels: list[str]
-    ) -> list[str]:
-        return [
-            "".join([f'{VITALS_WINDOW_RATINGS}{{metric="{vital}",{lab},rating="{rating}"}} {n}\n'
-                     for rating, n in zip(RATINGS, row, strict=True)])
-            for lab, row in zip(labels, stats.tag_counts[rows].tolist(), strict=True)
-        ]
-
-    return render
 
 
 class SelfCollector:

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Awaitable, Iterable
-from typing import Protocol
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
@@ -21,15 +20,6 @@ from prometheus_client.openmetrics.exposition import generate_latest as om_gener
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 _SIMPLE_TYPES = frozenset({"counter", "gauge", "summary", "histogram", "unknown"})
-
-
-class FastCollector(Protocol):
-    """A collector that writes its own exposition lines (the store's, PostgreSQL's).
-
-    `write` may be a plain method or a coroutine (one that yields between chunks).
-    """
-
-    def write(self, out: list[str], openmetrics: bool) -> Awaitable[None] | None: ...
 
 
 def wants_openmetrics(accept: str) -> bool:
@@ -118,7 +108,11 @@ def _via_library(metric: Metric, openmetrics: bool) -> str:
 
 
 async def render_pieces(registry: CollectorRegistry, openmetrics: bool) -> list[str]:
-    """The whole registry as text pieces; collectors with a `write` method write their own."""
+    """The whole registry as text pieces.
+
+    A collector with `write(out, openmetrics)` (plain or a coroutine; the store's and
+    PostgreSQL's) appends its own lines; the others go through `collect()`.
+    """
     out: list[str] = []
     # The registry keeps collectors in registration order; there is no public iterator
     # over them, and going through collect() would build the store's families as objects.

@@ -157,13 +157,6 @@ class RingPool:
         self.version[slot] += 1
         return True
 
-    def window(self, slot: int, cutoff: float) -> FloatArray:
-        """The samples of one ring no older than `cutoff` (unsorted copy)."""
-        filled = int(self.filled[slot])
-        vals = self.values[slot, :filled]
-        stamps = self.stamps[slot, :filled]
-        return vals[stamps >= cutoff].copy()
-
     def stale(
         self, slots: npt.NDArray[np.int64], cutoff: float, fresh_after: float
     ) -> npt.NDArray[np.bool_]:

@@ -8,9 +8,8 @@ once. Writes are O(1) and lock-free: everything runs on the one event loop.
 from __future__ import annotations
 
 import asyncio
-import math
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,9 +171,6 @@ class SeriesFamily:
         np.add.at(self.counters, (slots, tags, extras), 1)
         np.maximum.at(self.last_seen, slots, stamps)
         self.pool.push_batch(slots, values, stamps, tags)
-
-    def items(self) -> Iterator[tuple[tuple[str, ...], int]]:
-        return iter(self.slot_of.items())
 
     def slots_array(self) -> tuple[list[tuple[str, ...]], npt.NDArray[np.int64]]:
         keys = list(self.slot_of)
@@ -352,12 +348,3 @@ class Store:
             self.expired[name] += len(stale)
             removed += len(stale)
         return removed
-
-
-def status_class(status: int) -> int:
-    """Index into STATUS_CLASSES for an HTTP status code 100..599."""
-    return status // 100 - 1
-
-
-def finite(value: float) -> bool:
-    return not (math.isnan(value) or math.isinf(value))
