@@ -9,12 +9,9 @@ from typing import Any
 import aiohttp
 
 from metricsd.client.base import (
-    Outcome,
     Timing,
     TimingSender,
-    classify,
     retry_after_seconds,
-    split,
 )
 
 
@@ -101,31 +98,22 @@ class AsyncSender(TimingSender):
             self._inflight = []
 
     async def _deliver(self, batch: list[Timing]) -> None:
-        """Post one batch: retry on faults with backoff, halve it on 413, give up after max."""
+        """Post one batch until `after_attempt` says stop; halves are delivered in turn."""
         assert self._closing is not None
-        problem = ""
         for attempt in range(self.max_attempts):
             status, retry_after, detail = await self._post(self.encode(batch, retry=attempt > 0))
-            outcome = classify(status) if status else Outcome.RETRY
-            if outcome is Outcome.SENT:
-                self._note_sent(batch)
-                return
-            if outcome is Outcome.SPLIT and len(batch) > 1:
-                for half in split(batch):
+            step = self.after_attempt(batch, attempt, status, retry_after, detail,
+                                      self._closing.is_set())
+            if step.halves is not None:
+                for half in step.halves:
                     await self._deliver(half)
                 return
-            if outcome in (Outcome.REJECTED, Outcome.SPLIT):
-                self._note_rejected(batch, status, detail)
+            if step.wait is None:
                 return
-            problem = detail if not status else f"HTTP {status}"
-            self._note_retry(problem)
-            if self._closing.is_set() or attempt == self.max_attempts - 1:
-                break
             # Sleep, but wake up at once for shutdown so close() is not held by a backoff.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.backoff(attempt, retry_after)):
+                async with asyncio.timeout(step.wait):
                     await self._closing.wait()
-        self._note_failed(batch, problem)
 
     async def _post(self, body: bytes) -> tuple[int, float | None, str]:
         """(status, Retry-After, reason); status 0 for a connection error or timeout."""

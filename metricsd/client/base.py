@@ -198,6 +198,31 @@ class TimingSender:
             delay = max(delay, min(retry_after, self.backoff_max))
         return delay
 
+    def after_attempt(
+        self, batch: list[Timing], attempt: int, status: int, retry_after: float | None,
+        detail: str, closing: bool,
+    ) -> NextStep:
+        """What one POST's result means, shared by the async and the thread sender.
+
+        Sans I/O: it notes the outcome in the stats and says whether to stop, to deliver
+        two halves instead (413), or to wait and try again.
+        """
+        outcome = classify(status) if status else Outcome.RETRY
+        if outcome is Outcome.SENT:
+            self._note_sent(batch)
+            return NextStep()
+        if outcome is Outcome.SPLIT and len(batch) > 1:
+            return NextStep(halves=split(batch))
+        if outcome in (Outcome.REJECTED, Outcome.SPLIT):
+            self._note_rejected(batch, status, detail)
+            return NextStep()
+        problem = detail if not status else f"HTTP {status}"
+        self._note_retry(problem)
+        if closing or attempt >= self.max_attempts - 1:
+            self._note_failed(batch, problem)
+            return NextStep()
+        return NextStep(wait=self.backoff(attempt, retry_after))
+
     def _note_sent(self, batch: list[Timing]) -> None:
         with self._count_lock:
             self._sent += len(batch)
@@ -230,6 +255,14 @@ class TimingSender:
         if key not in self._warned:
             self._warned.add(key)
             log.warning(message, *args)
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """After an attempt: wait this long and retry, deliver these halves, or (neither) stop."""
+
+    wait: float | None = None
+    halves: tuple[list[Timing], list[Timing]] | None = None
 
 
 def split(batch: list[Timing]) -> tuple[list[Timing], list[Timing]]:

@@ -15,12 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 from metricsd.client.base import (
-    Outcome,
     Timing,
     TimingSender,
-    classify,
     retry_after_seconds,
-    split,
 )
 
 
@@ -111,28 +108,19 @@ class ThreadSender(TimingSender):
             self._inflight = []
 
     def _deliver(self, batch: list[Timing]) -> None:
-        """Post one batch: retry on faults with backoff, halve it on 413, give up after max."""
-        problem = ""
+        """Post one batch until `after_attempt` says stop; halves are delivered in turn."""
         for attempt in range(self.max_attempts):
             status, retry_after, detail = self._post(self.encode(batch, retry=attempt > 0))
-            outcome = classify(status) if status else Outcome.RETRY
-            if outcome is Outcome.SENT:
-                self._note_sent(batch)
-                return
-            if outcome is Outcome.SPLIT and len(batch) > 1:
-                for half in split(batch):
+            step = self.after_attempt(batch, attempt, status, retry_after, detail,
+                                      self._closing.is_set())
+            if step.halves is not None:
+                for half in step.halves:
                     self._deliver(half)
                 return
-            if outcome in (Outcome.REJECTED, Outcome.SPLIT):
-                self._note_rejected(batch, status, detail)
+            if step.wait is None:
                 return
-            problem = detail if not status else f"HTTP {status}"
-            self._note_retry(problem)
-            if self._closing.is_set() or attempt == self.max_attempts - 1:
-                break
             # Event.wait returns early when close() is called: shutdown never waits a backoff.
-            self._closing.wait(self.backoff(attempt, retry_after))
-        self._note_failed(batch, problem)
+            self._closing.wait(step.wait)
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
