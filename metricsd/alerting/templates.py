@@ -91,24 +91,37 @@ def _float(value: Any) -> float:
     return float(value)
 
 
+_UP = ("k", "M", "G", "T", "P", "E", "Z", "Y")
+_UP_1024 = ("ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi")
+_DOWN = ("m", "u", "n", "p", "f", "a", "z", "y")
+
+
+def _scale_up(v: float, prefixes: tuple[str, ...], base: float) -> str:
+    """Divide by `base` until under it: 1234 -> 1.234k."""
+    prefix = ""
+    for p in prefixes:
+        if abs(v) < base:
+            break
+        prefix, v = p, v / base
+    return f"{g4(v)}{prefix}"
+
+
+def _scale_down(v: float) -> str:
+    """Multiply by 1000 until at least 1: 0.0012 -> 1.2m."""
+    prefix = ""
+    for p in _DOWN:
+        if abs(v) >= 1:
+            break
+        prefix, v = p, v * 1000
+    return f"{g4(v)}{prefix}"
+
+
 def humanize(value: Any) -> str:
     """1234 -> 1.234k, 0.0012 -> 1.2m: SI prefixes, four significant digits."""
     v = _float(value)
     if v == 0 or not math.isfinite(v):
         return g4(v)
-    if abs(v) >= 1:
-        prefix = ""
-        for p in ("k", "M", "G", "T", "P", "E", "Z", "Y"):
-            if abs(v) < 1000:
-                break
-            prefix, v = p, v / 1000
-        return f"{g4(v)}{prefix}"
-    prefix = ""
-    for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
-        if abs(v) >= 1:
-            break
-        prefix, v = p, v * 1000
-    return f"{g4(v)}{prefix}"
+    return _scale_up(v, _UP, 1000) if abs(v) >= 1 else _scale_down(v)
 
 
 def humanize1024(value: Any) -> str:
@@ -116,12 +129,7 @@ def humanize1024(value: Any) -> str:
     v = _float(value)
     if abs(v) <= 1 or not math.isfinite(v):
         return g4(v)
-    prefix = ""
-    for p in ("ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"):
-        if abs(v) < 1024:
-            break
-        prefix, v = p, v / 1024
-    return f"{g4(v)}{prefix}"
+    return _scale_up(v, _UP_1024, 1024)
 
 
 def humanize_duration(value: Any) -> str:
@@ -144,12 +152,7 @@ def humanize_duration(value: Any) -> str:
         if minutes:
             return f"{sign}{minutes}m {seconds}s"
         return f"{sign}{g4(v)}s"
-    prefix = ""
-    for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
-        if abs(v) >= 1:
-            break
-        prefix, v = p, v * 1000
-    return f"{g4(v)}{prefix}s"
+    return f"{_scale_down(v)}s"
 
 
 def humanize_percentage(value: Any) -> str:
