@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from metricsd.alerting.rules import load_rule_file
+from metricsd.alerting.rules.load import load_rule_file
 from metricsd.alerting.service import AlertingService
 from metricsd.config import AlertingConfig
 from metricsd.export.prometheus import SelfCollector, StoreCollector
 from metricsd.export.samples import current_samples
-from metricsd.selfmetrics import SelfMetrics
+from metricsd.ingest.selfmetrics import SelfMetrics
 from metricsd.store.series import Store
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,7 +19,8 @@ from prometheus_client.exposition import generate_latest
 
 from metricsd.app import create_app
 from metricsd.config import load_config
-from metricsd.keys import REGISTRY, STORE
+from metricsd.core import REGISTRY
+from metricsd.ingest import STORE
 
 
 def fill(store, series: int, samples: int, now: float) -> None:

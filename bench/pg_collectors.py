@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from metricsd.app import create_app  # noqa: E402
 from metricsd.config import load_config  # noqa: E402
-from metricsd.keys import PG_STATE  # noqa: E402
+from metricsd.postgres import PG_STATE  # noqa: E402
 from tests.fixtures.pgcluster import ThrowawayCluster, free_port  # noqa: E402
 
 ROUNDS = 25

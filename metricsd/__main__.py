@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from metricsd.config import Config, load_config, parse_listen
 from metricsd.errors import ConfigError
@@ -29,19 +30,35 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _invalid(exc: ConfigError) -> NoReturn:
+    print(f"metricsd: invalid configuration\n{exc}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def _load(path: str | None) -> Config:
     try:
         return load_config(path)
     except ConfigError as exc:
-        print(f"metricsd: invalid configuration\n{exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _invalid(exc)
+
+
+def _check(path: str) -> Config:
+    """The config, with alerting compiled by the function start-up uses; exit 2 if invalid."""
+    from metricsd.alerting.rules.validate import compile_alerting
+
+    config = _load(path)
+    try:
+        compile_alerting(config.alerting)
+    except ConfigError as exc:
+        _invalid(exc)
+    return config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `metricsd` console script and `python -m metricsd`."""
     args = _parser().parse_args(argv)
     if args.command == "check-config":
-        config = _load(args.path)
+        config = _check(args.path)
         print(f"{args.path}: OK ({len(config.postgres.targets)} PostgreSQL target(s), "
               f"{len(config.alerting.receivers)} receiver(s))")
         return 0
@@ -65,7 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
     from metricsd.server import serve
 
-    return serve(config)
+    try:  # create_app compiles the rule file (once) before the port is bound
+        return serve(config)
+    except ConfigError as exc:
+        _invalid(exc)
 
 
 if __name__ == "__main__":

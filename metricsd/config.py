@@ -240,11 +240,9 @@ class AlertingConfig(_Model):
                 problems.append(f"{where} names unknown receiver {name!r}")
         if self.receivers and self.default_receiver is None:
             problems.append("default_receiver is required when receivers are configured")
-        # Rules and matchers are checked here too, so a bad rule stops start-up (and
-        # `metricsd check-config`) with its name and reason, before the port is bound.
-        from metricsd.alerting.validate import alerting_problems
-
-        problems += alerting_problems(self)
+        # The rule file and route matchers are alerting's to compile (config stays pure):
+        # metricsd.alerting.rules.validate.compile_alerting, called by start-up and
+        # `metricsd check-config` alike.
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -1,16 +1,70 @@
-"""Alerting: Prometheus rule files evaluated in-process, Alertmanager-style delivery.
-
-`setup(app)` is the only entry point create_app() calls. Imports happen inside it so
-that metricsd.keys can import AlertingService without a cycle.
+"""Alerting: Prometheus rule files evaluated in-process (rules/), Alertmanager-style delivery
+(notify/). `setup(app)` compiles the rule file once, adds the evaluation job, the collector
+and readiness, and owns one cleanup context: the HTTP session receivers post through.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import aiohttp
 from aiohttp import web
+
+from metricsd.alerting.collector import AlertingCollector
+from metricsd.alerting.rules.validate import compile_alerting
+from metricsd.alerting.service import AlertingService
+from metricsd.core import CONFIG, READINESS, REGISTRY, SCHEDULER
+from metricsd.ingest import STORE
+
+log = logging.getLogger(__name__)
+
+# The alerting service (engine, dispatcher, state); absent when alerting.rules is unset.
+ALERTS = web.AppKey("alerts", AlertingService)
+# One client session for every outgoing notification.
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+JOB_ID = "alerts:evaluate"
+
+
+async def _alerting(app: web.Application) -> AsyncIterator[None]:
+    """The HTTP session receivers use; on exit, flush state and let deliveries finish."""
+    app[HTTP] = aiohttp.ClientSession()
+    yield
+    service = app.get(ALERTS)
+    if service is not None:
+        await service.close()
+    await app[HTTP].close()
 
 
 def setup(app: web.Application) -> None:
-    """Load the rules (RuleFileError stops start-up), add the job, route and collector."""
-    from metricsd.alerting.wiring import setup_alerting
+    """With `alerting.rules` set: rules loaded now, evaluated by the scheduler from start-up.
 
-    setup_alerting(app)
+    A rule file that does not load raises ConfigError, which stops start-up.
+    """
+    config = app[CONFIG]
+    app.cleanup_ctx.append(_alerting)
+    groups = compile_alerting(config.alerting)
+    if config.alerting.rules is None:
+        return
+    service = AlertingService(
+        config.alerting,
+        groups,
+        registry=app[REGISTRY],
+        session=lambda: app[HTTP],
+        store=app[STORE],
+        external_url=f"http://{config.listen}",
+    )
+    app[ALERTS] = service
+    app[REGISTRY].register(AlertingCollector(service))
+    app[SCHEDULER].add_job(
+        service.evaluate_once, "interval", seconds=config.alerting.evaluation_interval,
+        id=JOB_ID, name=JOB_ID, max_instances=1, coalesce=True,
+        next_run_time=datetime.now(UTC),
+    )
+    app[READINESS]["alerting"] = lambda: {
+        "ok": True, "required": False, "rules": service.rule_count,
+        "receivers_down": [r["name"] for r in service.receivers() if not r["up"]],
+    }
+    log.info("alerting: %d rule(s) from %s, %d receiver(s)", service.rule_count,
+             config.alerting.rules, len(config.alerting.receivers))

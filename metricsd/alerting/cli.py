@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from metricsd.alerting.rules import RuleFileError, load_rule_file, rule_count
-from metricsd.alerting.ruletest import RuleTestError, run_test_file
+from metricsd.alerting.rules.load import RuleFileError, load_rule_file, rule_count
+from metricsd.alerting.rules.ruletest import RuleTestError, run_test_file
 
 
 def check(files: Sequence[str]) -> int:

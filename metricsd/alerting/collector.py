@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 
 from prometheus_client.metrics_core import Metric
 
-from metricsd.alerting.engine import STATES
+from metricsd.alerting.rules.engine import STATES
 from metricsd.alerting.service import AlertingService
 
 

@@ -20,13 +20,13 @@ from typing import Any
 import aiohttp
 from prometheus_client import CollectorRegistry
 
-from metricsd.alerting.deadletter import DeadLetterLog
-from metricsd.alerting.dispatch import Dispatcher
-from metricsd.alerting.engine import STATES, Alert, AlertEngine
-from metricsd.alerting.notification import NotifyAlert, generator_url
-from metricsd.alerting.receivers import RECEIVER_KINDS, Receiver
-from metricsd.alerting.routing import Router
-from metricsd.alerting.rules import RuleGroup, rule_count
+from metricsd.alerting.notify.deadletter import DeadLetterLog
+from metricsd.alerting.notify.dispatch import Dispatcher
+from metricsd.alerting.notify.notification import NotifyAlert, generator_url
+from metricsd.alerting.notify.receivers import RECEIVER_KINDS, Receiver
+from metricsd.alerting.notify.routing import Router
+from metricsd.alerting.rules.engine import STATES, Alert, AlertEngine
+from metricsd.alerting.rules.load import RuleGroup, rule_count
 from metricsd.alerting.state import StateFile
 from metricsd.alerting.stats import AlertingStats
 from metricsd.config import AlertingConfig

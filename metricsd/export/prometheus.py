@@ -17,7 +17,7 @@ from prometheus_client.metrics_core import Metric
 
 from metricsd import __version__
 from metricsd.export.text import header, label_string, number
-from metricsd.selfmetrics import SelfMetrics
+from metricsd.ingest.selfmetrics import SelfMetrics
 from metricsd.store.ring import FloatArray
 from metricsd.store.series import (
     NAVIGATION_TYPES,

@@ -1,1 +1,59 @@
-"""Beacon types: parse and validate one item, then record samples into the store."""
+"""Ingest: beacon kinds, the rate limiter and the series store they write into.
+
+`setup(app)` builds them, exports the store and the ingest counters, and schedules the
+expiry of idle series; web/beacons.py only routes requests to them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import web
+
+from metricsd.core import CONFIG, READINESS, REGISTRY, SCHEDULER
+from metricsd.export.prometheus import SelfCollector, StoreCollector
+from metricsd.ingest import timings, vitals  # noqa: F401  (registers the beacon kinds)
+from metricsd.ingest.base import BEACONS, BeaconType
+from metricsd.ingest.ratelimit import TokenBuckets
+from metricsd.ingest.selfmetrics import SelfMetrics
+from metricsd.store.series import Store
+
+log = logging.getLogger(__name__)
+
+STORE = web.AppKey("store", Store)
+SELF_METRICS = web.AppKey("self_metrics", SelfMetrics)
+BEACON_TYPES = web.AppKey("beacon_types", dict[str, BeaconType])
+RATE_LIMITER = web.AppKey("rate_limiter", TokenBuckets)
+EXPIRE_JOB = "store:expire"
+
+
+async def _expire(store: Store) -> None:
+    expired = await store.expire_idle(time.time())
+    if expired:
+        log.info("expired %d idle series", expired)
+
+
+def setup(app: web.Application) -> None:
+    """Store, counters, beacon kinds and rate limiter; their collectors and readiness."""
+    config = app[CONFIG].ingest
+    store = app[STORE] = Store(
+        max_series=config.max_series,
+        window_samples=config.window.samples,
+        window_seconds=config.window.seconds,
+        idle_timeout=config.series_idle_timeout,
+        started_at=time.time(),
+    )
+    counters = app[SELF_METRICS] = SelfMetrics()
+    app[BEACON_TYPES] = {name: cls(config, store, counters) for name, cls in BEACONS.items()}
+    app[RATE_LIMITER] = TokenBuckets(
+        config.rate_limit.requests_per_second, config.rate_limit.burst,
+        config.rate_limit.max_clients,
+    )
+    app[REGISTRY].register(StoreCollector(store))
+    app[REGISTRY].register(SelfCollector(store, counters))
+    app[READINESS]["ingest"] = lambda: {
+        "ok": True, "series": store.series_count, "max_series": store.pool.slots,
+    }
+    app[SCHEDULER].add_job(_expire, "interval", args=[store], seconds=60,
+                           id=EXPIRE_JOB, max_instances=1, coalesce=True)

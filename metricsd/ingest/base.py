@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from metricsd.config import IngestConfig
 from metricsd.errors import BeaconError
-from metricsd.selfmetrics import SelfMetrics
+from metricsd.ingest.selfmetrics import SelfMetrics
 from metricsd.store.series import Store
 
 # Client timestamps may run this far ahead of ours (clock skew) before they are refused;

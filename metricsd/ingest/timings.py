@@ -21,7 +21,7 @@ from metricsd.ingest.base import (
     timestamp,
 )
 from metricsd.ingest.normalize import normalize_method, normalize_path
-from metricsd.selfmetrics import SelfMetrics
+from metricsd.ingest.selfmetrics import SelfMetrics
 from metricsd.store.series import VECTOR_BATCH, Store
 
 # Raw (service, route, method) triples that passed validation once, mapped to their

@@ -25,7 +25,7 @@ from metricsd.ingest.base import (
     register,
 )
 from metricsd.ingest.normalize import normalize_path, page_from_referer
-from metricsd.selfmetrics import SelfMetrics
+from metricsd.ingest.selfmetrics import SelfMetrics
 from metricsd.store.series import NAVIGATION_TYPES, RATINGS, VITALS, Store
 
 UNKNOWN_PAGE = "unknown"

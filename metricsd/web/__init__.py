@@ -1,0 +1,18 @@
+"""HTTP routes and rendering only; every object they serve is owned by a subsystem."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from metricsd.web import alerts, beacons, metrics, page, postgres, status, summary
+
+
+def setup(app: web.Application) -> None:
+    """Register every route; the admin-auth middleware is installed by create_app."""
+    status.setup(app)
+    metrics.setup(app)
+    beacons.setup(app)
+    summary.setup(app)
+    postgres.setup(app)
+    page.setup(app)
+    alerts.setup(app)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from metricsd.alerting.engine import STATES
-from metricsd.keys import ALERTS
+from metricsd.alerting import ALERTS
+from metricsd.alerting.rules.engine import STATES
 
 
 async def get_alerts(request: web.Request) -> web.Response:

@@ -18,7 +18,7 @@ from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
 from metricsd.config import AdminConfig
-from metricsd.keys import CONFIG
+from metricsd.core import CONFIG
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -18,11 +18,11 @@ import orjson
 from aiohttp import hdrs, web
 
 from metricsd.config import IngestConfig
+from metricsd.core import CONFIG
 from metricsd.errors import BeaconError
-from metricsd.ingest import timings, vitals  # noqa: F401  (registers the beacon types)
+from metricsd.ingest import BEACON_TYPES, RATE_LIMITER, SELF_METRICS
 from metricsd.ingest.base import BEACONS, BeaconType, Context
-from metricsd.ingest.ratelimit import TokenBuckets, client_address, is_loopback
-from metricsd.keys import BEACON_TYPES, CONFIG, RATE_LIMITER, SELF_METRICS, STORE
+from metricsd.ingest.ratelimit import client_address, is_loopback
 
 JSON = "application/json"
 Handler = Callable[[web.Request], Awaitable[web.Response]]
@@ -174,13 +174,6 @@ async def unknown_type(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     """Routes for every registered beacon type, CORS for the browser ones."""
     config = app[CONFIG].ingest
-    app[BEACON_TYPES] = {
-        name: cls(config, app[STORE], app[SELF_METRICS]) for name, cls in BEACONS.items()
-    }
-    app[RATE_LIMITER] = TokenBuckets(
-        config.rate_limit.requests_per_second, config.rate_limit.burst,
-        config.rate_limit.max_clients,
-    )
     cors = aiohttp_cors.setup(app)
     # Beacons may carry cookies, so the allowed origin is echoed, never "*".
     options = aiohttp_cors.ResourceOptions(

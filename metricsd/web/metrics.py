@@ -7,13 +7,14 @@ import time
 
 from aiohttp import web
 
+from metricsd.core import REGISTRY
 from metricsd.export.text import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
     render_pieces,
     wants_openmetrics,
 )
-from metricsd.keys import REGISTRY, STORE
+from metricsd.ingest import STORE
 
 # The body goes out in pieces of about this size, with a yield to the event loop between
 # them: joining and encoding 40 MB at once would stall beacons for tens of milliseconds.

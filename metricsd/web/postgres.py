@@ -1,17 +1,13 @@
-"""PostgreSQL wiring and JSON views: GET /v1/postgres/statements and /v1/postgres/indexes."""
+"""JSON views of PostgreSQL: GET /v1/postgres/statements and /v1/postgres/indexes."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from functools import partial
 from typing import Any
 
 from aiohttp import web
 
-from metricsd.collectors.exporter import PgExporter
-from metricsd.collectors.state import STATEMENT_SORTS, PgState
-from metricsd.keys import CONFIG, PG_STATE, READINESS, REGISTRY, SCHEDULER
-from metricsd.scheduling import add_pg_jobs
+from metricsd.postgres import PG_STATE
+from metricsd.postgres.state import STATEMENT_SORTS, PgState
 
 MAX_LIMIT = 10_000
 _TRUE = {"1", "true", "yes", "on"}
@@ -73,21 +69,6 @@ async def indexes(request: web.Request) -> web.Response:
     })
 
 
-async def pg_pools(app: web.Application) -> AsyncIterator[None]:
-    """Pools first (no connection needed), then the scrape jobs; pools close last."""
-    state = app[PG_STATE]
-    await state.open()
-    add_pg_jobs(app[SCHEDULER], state, app[CONFIG].postgres.scrape_interval)
-    yield
-    await state.close()
-
-
 def setup(app: web.Application) -> None:
-    """PG_STATE, the exporter, one /readyz component per target, routes and the pools."""
-    state = app[PG_STATE] = PgState(app[CONFIG].postgres)
-    app[REGISTRY].register(PgExporter(state))
-    for name in state.targets:
-        app[READINESS][f"postgres:{name}"] = partial(state.readiness, name)
     app.router.add_get("/v1/postgres/statements", statements)
     app.router.add_get("/v1/postgres/indexes", indexes)
-    app.cleanup_ctx.append(pg_pools)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from metricsd.keys import READINESS
+from metricsd.core import READINESS
 
 
 async def healthz(request: web.Request) -> web.Response:

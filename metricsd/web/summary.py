@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from metricsd.keys import STORE
+from metricsd.ingest import STORE
 from metricsd.store.series import QUANTILES, RATINGS, STATUS_CLASSES, VITALS, Store
 
 _Q_NAMES = [f"p{round(q * 100)}" for q in QUANTILES]

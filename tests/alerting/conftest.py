@@ -16,7 +16,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 
 from metricsd.alerting.collector import AlertingCollector
-from metricsd.alerting.rules import parse_rule_text
+from metricsd.alerting.rules.load import parse_rule_text
 from metricsd.alerting.service import AlertingService
 from metricsd.config import AlertingConfig
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from metricsd.alerting import ALERTS
 from metricsd.app import create_app
-from metricsd.keys import ALERTS, SCHEDULER
+from metricsd.core import SCHEDULER
 
 RULES = """
 groups:

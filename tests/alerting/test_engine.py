@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from metricsd.alerting.engine import AlertEngine, fingerprint
-from metricsd.alerting.rules import parse_rule_text
+from metricsd.alerting.rules.engine import AlertEngine, fingerprint
+from metricsd.alerting.rules.load import parse_rule_text
 
 RULES = """
 groups:

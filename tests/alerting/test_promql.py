@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from metricsd.alerting.promql import EvaluationError, compile_query
+from metricsd.alerting.rules.promql import EvaluationError, compile_query
 
 SOURCE = {
     "req": [({"route": "/a", "code": "5xx"}, 5.0), ({"route": "/a", "code": "2xx"}, 95.0),

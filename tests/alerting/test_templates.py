@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from metricsd.alerting.templates import AlertTemplate, TemplateError, go_float
+from metricsd.alerting.rules.templates import AlertTemplate, TemplateError, go_float
 
 
 @pytest.mark.parametrize(("value", "text"), [

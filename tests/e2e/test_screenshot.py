@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from metricsd import overview
+from metricsd.alerting import ALERTS
 from metricsd.app import create_app
-from metricsd.keys import ALERTS, HISTORY, PG_STATE
-from metricsd.web import page
+from metricsd.overview import HISTORY
+from metricsd.postgres import PG_STATE
 from tests.fixtures.browser import launch_chromium
 from tests.fixtures.pg import run_sql
 
@@ -136,7 +138,7 @@ async def test_overview_in_chromium(tmp_path, make_config, aiohttp_client, reque
         assert (await client.post("/v1/beacons/vitals", json=vitals(rng, minute))).status == 202
         if ALERTS in app:  # the engine's `for:` clocks follow the same compressed hour
             await app[ALERTS].evaluate_once(start + 60 * minute)
-        await page.sample_history(app, start + 60 * minute)
+        await overview.sample_history(app, start + 60 * minute)
 
     url = str(client.make_url("/"))
     png = tmp_path / "overview.png"

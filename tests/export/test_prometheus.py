@@ -13,8 +13,8 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from metricsd.app import create_app
+from metricsd.core import REGISTRY
 from metricsd.export.text import label_string, number
-from metricsd.keys import REGISTRY
 from tests.fixtures.binaries import require_binary
 
 DIST = {
@@ -140,7 +140,7 @@ async def test_cached_text_follows_every_change(aiohttp_client, make_config):
     """Series text is reused between scrapes; it must never lag the store."""
     import time
 
-    from metricsd.keys import STORE
+    from metricsd.ingest import STORE
 
     clock = [time.time()]
     app = create_app(make_config({"ingest": {"max_series": 3, "window": {"seconds": 60}}}))

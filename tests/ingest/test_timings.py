@@ -9,8 +9,8 @@ import orjson
 
 from metricsd.config import load_config
 from metricsd.ingest.base import Context
+from metricsd.ingest.selfmetrics import SelfMetrics
 from metricsd.ingest.timings import TimingsBeacon
-from metricsd.selfmetrics import SelfMetrics
 from metricsd.store.series import Store
 
 

@@ -9,8 +9,9 @@ import uuid
 import numpy as np
 
 from metricsd.app import create_app
+from metricsd.core import REGISTRY
+from metricsd.ingest import STORE
 from metricsd.ingest.normalize import normalize_path
-from metricsd.keys import REGISTRY, STORE
 from metricsd.store.series import Store
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from metricsd.app import create_app
-from metricsd.keys import REGISTRY, STORE
+from metricsd.core import REGISTRY
+from metricsd.ingest import STORE
 
 TIMING = {"service": "shop", "route": "/orders/123", "method": "get", "status": 200,
           "duration_ms": 12.5}

@@ -9,8 +9,13 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
+from metricsd import overview
+from metricsd.alerting import ALERTS
 from metricsd.app import create_app
-from metricsd.keys import ALERTS, HISTORY, PG_STATE, SCHEDULER, STORE
+from metricsd.core import SCHEDULER
+from metricsd.ingest import STORE
+from metricsd.overview import HISTORY, model
+from metricsd.postgres import PG_STATE
 from metricsd.web import page
 
 UNITS = {"µs": 1e-6, "ms": 1e-3, "s": 1.0}
@@ -183,19 +188,19 @@ async def test_history_job_feeds_sparklines(client):
                              json=timings("api", "/items", samples, [200] * 100))
     assert resp.status == 202
     now = time.time()
-    await page.sample_history(app, now - 60)
-    await page.sample_history(app, now)
+    await overview.sample_history(app, now - 60)
+    await overview.sample_history(app, now)
     history = app[HISTORY]
     expected = np.percentile(samples, 95) / 1000.0
-    series = history.values(page.CARD_SERIES["api_p95"], now)
+    series = history.values(model.CARD_SERIES["api_p95"], now)
     assert series[-1] == pytest.approx(expected) and series[-2] == pytest.approx(expected)
     assert np.isnan(series[:-2]).all()
-    route = history.values(f"{page.ROUTE_SERIES_PREFIX}api GET /items", now)
+    route = history.values(f"{model.ROUTE_SERIES_PREFIX}api GET /items", now)
     assert route[-1] == pytest.approx(expected)
     text = await (await client.get("/")).text()
     # p95 and error-ratio cards and the route row; the PostgreSQL and alert cards have none.
     assert text.count('<svg class="spark"') == 3
-    assert history.values(page.CARD_SERIES["api_error_ratio"], now)[-1] == 0.0
+    assert history.values(model.CARD_SERIES["api_error_ratio"], now)[-1] == 0.0
     assert re.search(r'<svg class="spark"[^>]*aria-label="p95 of GET /items"', text)
 
 
@@ -243,7 +248,7 @@ async def test_history_is_sampled_by_a_scheduler_job_not_by_requests(client, mak
     app = client.server.app
     job = app[SCHEDULER].get_job("history:sample")
     assert job is not None and job.trigger.interval.total_seconds() == 60
-    assert job.func is page.sample_history
+    assert job.func is overview.sample_history
     assert job.next_run_time.timestamp() > time.time() + 50  # a minute after start
     history = app[HISTORY]
     before = {name: history.values(name, time.time()).copy() for name in history.names()}
@@ -268,18 +273,18 @@ async def test_many_routes_table_and_history_stay_bounded(client):
     assert (await client.post("/v1/beacons/timings", json=batch)).status == 202
     now = time.time()
     for minute in range(3):
-        await page.sample_history(app, now - 60 * (2 - minute))
+        await overview.sample_history(app, now - 60 * (2 - minute))
     history = app[HISTORY]
-    route_series = [n for n in history.names() if n.startswith(page.ROUTE_SERIES_PREFIX)]
-    assert len(route_series) == page.MAX_ROUTES
+    route_series = [n for n in history.names() if n.startswith(model.ROUTE_SERIES_PREFIX)]
+    assert len(route_series) == model.MAX_ROUTES
     # The slowest routes are the ones shown and tracked: /r69 .. /r30.
-    assert f"{page.ROUTE_SERIES_PREFIX}svc GET /r69" in route_series
-    assert f"{page.ROUTE_SERIES_PREFIX}svc GET /r29" not in route_series
+    assert f"{model.ROUTE_SERIES_PREFIX}svc GET /r69" in route_series
+    assert f"{model.ROUTE_SERIES_PREFIX}svc GET /r29" not in route_series
     assert history.refused == 0
     text = await (await client.get("/")).text()
     body_rows = [r for r in tables(text)["routes"] if r and r[0][0] == "svc"]
-    assert len(body_rows) == page.MAX_ROUTES
-    assert f"{routes - page.MAX_ROUTES} more routes" in text
+    assert len(body_rows) == model.MAX_ROUTES
+    assert f"{routes - model.MAX_ROUTES} more routes" in text
 
 
 RULES = """

@@ -1,0 +1,1 @@
+"""Notification: grouping and dispatch, routing, receivers, dead letters."""

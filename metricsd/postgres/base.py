@@ -1,0 +1,160 @@
+"""PgCollector and Snapshot: the I/O half (scrape) and the pure half (families) of a view."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import asyncpg
+from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
+
+from metricsd.config import PostgresConfig
+from metricsd.errors import CollectorError
+from metricsd.export.text import escape_label_value, label_string, number
+from metricsd.postgres.targets import ServerInfo
+
+
+class CollectorStatusError(CollectorError):
+    """A failure the collector can name: `status` is the metricsd_pg_collector_status label."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """One metric family a collector exports: name without _total, type and help."""
+
+    name: str
+    kind: str
+    doc: str
+    labels: tuple[str, ...]
+
+    @property
+    def sample_name(self) -> str:
+        return f"{self.name}_total" if self.kind == "counter" else self.name
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one scrape of one collector on one target saw; never mutated once stored."""
+
+    target: str
+    collector: str
+    taken_at: float
+    data: Any
+
+
+class FamilyBuilder:
+    """Samples per declared family as (label text, labels, value).
+
+    The label text is escaped once per series (and shared by all its families), so the
+    exposition lines cost one f-string per sample; prometheus_client Samples are only
+    built when someone collects (alerts, tests).
+    """
+
+    def __init__(self, specs: Iterable[FamilySpec], target: str) -> None:
+        self.specs = {spec.name: spec for spec in specs}
+        self.target = target
+        self._target_text = f'target="{escape_label_value(target)}"'
+        # Values stay as given (ints from PostgreSQL print without a float round trip).
+        self.rows: dict[str, list[tuple[str, dict[str, str], float | int]]] = {
+            name: [] for name in self.specs}
+
+    def _text(self, labels: dict[str, str]) -> str:
+        if not labels:
+            return self._target_text
+        return f"{self._target_text},{label_string(labels)}"
+
+    def add(self, name: str, value: float | None, **labels: str) -> None:
+        """One sample; None means unknown and is left out rather than exported as NaN."""
+        if value is not None:
+            self.rows[name].append((self._text(labels), labels, value))
+
+    def add_series(
+        self, labels: dict[str, str], values: Iterable[tuple[str, float | None]]
+    ) -> str:
+        """Several families' samples of one series (same labels); returns its label text."""
+        text = self._text(labels)
+        rows = self.rows
+        for name, value in values:
+            if value is not None:
+                rows[name].append((text, labels, value))
+        return text
+
+    def add_text(self, name: str, text: str, labels: dict[str, str], value: float) -> None:
+        """A sample whose label text the caller built (already escaped, target first)."""
+        self.rows[name].append((text, labels, value))
+
+    def lines(self) -> dict[str, str]:
+        """Family name -> its sample lines in the text exposition formats."""
+        out = {}
+        for name, rows in self.rows.items():
+            if rows:
+                sample = self.specs[name].sample_name
+                out[name] = "".join([
+                    f"{sample}{{{text}}} {value if type(value) is int else number(float(value))}\n"
+                    for text, _, value in rows])
+        return out
+
+    def samples(self, name: str) -> list[Sample]:
+        sample = self.specs[name].sample_name
+        target = self.target
+        return [Sample(sample, {"target": target, **labels}, float(value))
+                for _, labels, value in self.rows[name]]
+
+    def metrics(self) -> list[Metric]:
+        out = []
+        for name, spec in self.specs.items():
+            metric = Metric(name, spec.doc, spec.kind)
+            metric.samples = self.samples(name)
+            out.append(metric)
+        return out
+
+
+class PgCollector:
+    """One statistics view of one target: `scrape` does the I/O, `families` is pure.
+
+    One instance per (target, collector), so a collector may keep what it needs to diff
+    consecutive scrapes (statements, database) between calls.
+    """
+
+    name: ClassVar[str]
+    min_server_version: ClassVar[int] = 130000
+    specs: ClassVar[tuple[FamilySpec, ...]] = ()
+
+    def __init__(self, target: str, config: PostgresConfig) -> None:
+        self.target = target
+        self.config = config
+
+    async def scrape(self, conn: asyncpg.Connection, info: ServerInfo, now: float) -> Snapshot:
+        raise NotImplementedError
+
+    def build(self, snapshot: Snapshot) -> FamilyBuilder:
+        """The snapshot's samples, ready to render; pure."""
+        builder = FamilyBuilder(self.specs, self.target)
+        self.fill(builder, snapshot.data)
+        return builder
+
+    def families(self, snapshot: Snapshot) -> list[Metric]:
+        return self.build(snapshot).metrics()
+
+    def fill(self, out: FamilyBuilder, data: Any) -> None:
+        """Add the samples of `data` (the snapshot's payload) to `out`."""
+        raise NotImplementedError
+
+    def snapshot(self, now: float, data: Any) -> Snapshot:
+        return Snapshot(self.target, self.name, now, data)
+
+
+def spec(name: str, kind: str, doc: str, *labels: str) -> FamilySpec:
+    """A family of a target: every PostgreSQL series carries the `target` label first."""
+    return FamilySpec(name, kind, doc, ("target", *labels))
+
+
+def epoch(value: Any) -> float | None:
+    """A timestamptz (datetime) as Unix seconds, None stays None."""
+    return None if value is None else float(value.timestamp())
