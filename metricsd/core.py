@@ -12,15 +12,15 @@ from typing import Any
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from prometheus_client import CollectorRegistry
 
 from metricsd.config import Config
+from metricsd.export.registry import Registry
 
 # A component's readiness: {"ok": bool, "required": bool (default True), ...details}.
 Readiness = Callable[[], dict[str, Any]]
 
 CONFIG = web.AppKey("config", Config)
-REGISTRY = web.AppKey("registry", CollectorRegistry)
+REGISTRY = web.AppKey("registry", Registry)
 SCHEDULER = web.AppKey("scheduler", AsyncIOScheduler)
 READINESS = web.AppKey("readiness", dict[str, Readiness])
 
@@ -28,7 +28,7 @@ READINESS = web.AppKey("readiness", dict[str, Readiness])
 def setup(app: web.Application, config: Config) -> None:
     """Config, a dedicated registry (never the global one), the scheduler, readiness."""
     app[CONFIG] = config
-    app[REGISTRY] = CollectorRegistry(auto_describe=True)
+    app[REGISTRY] = Registry()
     app[SCHEDULER] = AsyncIOScheduler()
     app[READINESS] = {}
 

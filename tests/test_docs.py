@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from metricsd.app import create_app
-from metricsd.store.series import VITALS
+from metricsd.vitals import VITALS
 
 ROOT = Path(__file__).resolve().parent.parent
 

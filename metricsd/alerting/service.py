@@ -30,7 +30,8 @@ from metricsd.alerting.rules.load import RuleGroup, rule_count
 from metricsd.alerting.state import StateFile
 from metricsd.alerting.stats import AlertingStats
 from metricsd.config import AlertingConfig
-from metricsd.export.samples import current_samples
+from metricsd.export.read import Samples
+from metricsd.export.registry import Registry
 from metricsd.store.series import Store
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class AlertingService:
         self,
         config: AlertingConfig,
         groups: list[RuleGroup],
-        registry: CollectorRegistry,
+        registry: Registry | CollectorRegistry,
         session: Callable[[], aiohttp.ClientSession],
         store: Store | None = None,
         external_url: str = "",
@@ -55,6 +56,7 @@ class AlertingService:
     ) -> None:
         self.config = config
         self.registry = registry
+        self.samples = Samples(registry)
         self.store = store
         self.clock = clock
         self.external_url = config.external_url or external_url
@@ -105,7 +107,7 @@ class AlertingService:
             if self.store is not None:
                 await self.store.refresh(now)
             started = time.perf_counter()
-            samples = current_samples(self.registry, self.engine.names)
+            samples = self.samples.current(self.engine.names)
             changed = self.engine.evaluate(samples, now)
             elapsed = time.perf_counter() - started
         except Exception:  # the scheduler must keep ticking; log once per failure streak

@@ -10,12 +10,13 @@ from __future__ import annotations
 import enum
 import json
 import logging
-import random
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from metricsd.retry import Backoff
 
 try:  # orjson ships with metricsd and encodes a batch about 3x faster than json
     from orjson import dumps as _dumps
@@ -120,6 +121,7 @@ class TimingSender:
         self.max_attempts = max_attempts
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        self._backoff = Backoff(backoff_initial, backoff_max, backoff_max)
         self.send_timestamps = send_timestamps
         self.close_timeout = close_timeout
         self.headers = {"Content-Type": "application/json", "User-Agent": "metricsd-client/1"}
@@ -191,12 +193,8 @@ class TimingSender:
         return _dumps(items)
 
     def backoff(self, attempt: int, retry_after: float | None = None) -> float:
-        """Exponential backoff with full jitter; a server's Retry-After wins if larger."""
-        delay = min(self.backoff_max, self.backoff_initial * 2**attempt)
-        delay = random.uniform(delay / 2, delay)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, self.backoff_max))
-        return delay
+        """metricsd.retry's policy: equal-jitter backoff; a longer Retry-After wins (capped)."""
+        return self._backoff.delay(attempt, retry_after)
 
     def after_attempt(
         self, batch: list[Timing], attempt: int, status: int, retry_after: float | None,
@@ -269,13 +267,3 @@ def split(batch: list[Timing]) -> tuple[list[Timing], list[Timing]]:
     """Halve a batch metricsd found too large (413)."""
     middle = len(batch) // 2
     return batch[:middle], batch[middle:]
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds; HTTP dates are rare from metricsd and ignored."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None

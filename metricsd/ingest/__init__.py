@@ -12,11 +12,11 @@ import time
 from aiohttp import web
 
 from metricsd.core import CONFIG, READINESS, REGISTRY, SCHEDULER
-from metricsd.export.prometheus import SelfCollector, StoreCollector
+from metricsd.export.beacons import StoreSource
 from metricsd.ingest import timings, vitals  # noqa: F401  (registers the beacon kinds)
 from metricsd.ingest.base import BEACONS, BeaconType
 from metricsd.ingest.ratelimit import TokenBuckets
-from metricsd.ingest.selfmetrics import SelfMetrics
+from metricsd.ingest.selfmetrics import IngestSource, SelfMetrics
 from metricsd.store.series import Store
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ async def _expire(store: Store) -> None:
 
 
 def setup(app: web.Application) -> None:
-    """Store, counters, beacon kinds and rate limiter; their collectors and readiness."""
+    """Store, counters, beacon kinds and rate limiter; their families and readiness."""
     config = app[CONFIG].ingest
     store = app[STORE] = Store(
         max_series=config.max_series,
@@ -50,8 +50,8 @@ def setup(app: web.Application) -> None:
         config.rate_limit.requests_per_second, config.rate_limit.burst,
         config.rate_limit.max_clients,
     )
-    app[REGISTRY].register(StoreCollector(store))
-    app[REGISTRY].register(SelfCollector(store, counters))
+    app[REGISTRY].add_source(StoreSource(store))
+    app[REGISTRY].add_source(IngestSource(store, counters))
     app[READINESS]["ingest"] = lambda: {
         "ok": True, "series": store.series_count, "max_series": store.pool.slots,
     }

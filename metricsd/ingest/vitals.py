@@ -26,20 +26,13 @@ from metricsd.ingest.base import (
 )
 from metricsd.ingest.normalize import normalize_path, page_from_referer
 from metricsd.ingest.selfmetrics import SelfMetrics
-from metricsd.store.series import NAVIGATION_TYPES, RATINGS, VITALS, Store
+from metricsd.store.series import Store
+from metricsd.vitals import NAVIGATION_TYPES, RATINGS, VITALS
 
 UNKNOWN_PAGE = "unknown"
 MAX_CLS = 100.0  # a page that shifts more than this is reporting garbage
 _NAV_INDEX = {name: i for i, name in enumerate(NAVIGATION_TYPES)}
 _OTHER_NAV = _NAV_INDEX["other"]
-
-
-def rating_of(name: str, value: float) -> int:
-    """Index into RATINGS by Google's thresholds: good <= good < needs-improvement <= poor <."""
-    spec = VITALS[name]
-    if value <= spec.good:
-        return 0
-    return 1 if value <= spec.poor else 2
 
 
 class Dedupe:
@@ -112,7 +105,7 @@ class VitalsBeacon(BeaconType):
             (page or UNKNOWN_PAGE,),
             value,
             ctx.now,
-            rating_of(spec.name, value),
+            spec.rating_index(value),
             _NAV_INDEX.get(nav, _OTHER_NAV) if nav else _NAV_INDEX["navigate"],
             ident,
         )

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from metricsd.store.ring import CHUNK, TICK_SECONDS, FloatArray, RingPool, block_stats
+from metricsd.vitals import NAVIGATION_TYPES, RATINGS, VITALS
 
 QUANTILES: tuple[float, ...] = (0.5, 0.75, 0.9, 0.95, 0.99)
 # Batches at least this long are written with vectorised numpy operations.
@@ -29,57 +30,9 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 
 STATUS_CLASSES: tuple[str, ...] = ("1xx", "2xx", "3xx", "4xx", "5xx")
-RATINGS: tuple[str, ...] = ("good", "needs-improvement", "poor")
-NAVIGATION_TYPES: tuple[str, ...] = (
-    "navigate", "reload", "back-forward", "back-forward-cache", "prerender", "restore",
-    "soft-navigation", "other",
-)  # fmt: skip
-
-
 # One observation: (family, key, value, stamp, tag, extra, ...). A plain tuple, because
 # building a NamedTuple per beacon item costs more than validating it.
 Sample = tuple[Any, ...]
-
-
-@dataclass(frozen=True)
-class VitalSpec:
-    """One Web Vital: its exported unit and Google's good / poor thresholds (base units)."""
-
-    name: str  # web-vitals name, e.g. "LCP"
-    unit: str  # "seconds" or "" (CLS)
-    good: float
-    poor: float
-    buckets: tuple[float, ...]
-    help: str
-
-
-def _vital_buckets(good: float, poor: float, extra: Sequence[float]) -> tuple[float, ...]:
-    return tuple(sorted({good, poor, *extra}))
-
-
-VITALS: dict[str, VitalSpec] = {
-    spec.name: spec
-    for spec in (
-        VitalSpec("LCP", "seconds", 2.5, 4.0, _vital_buckets(2.5, 4.0, (
-            0.5, 1.0, 1.5, 2.0, 3.0, 3.5, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0, 30.0)),
-            "Largest Contentful Paint"),
-        VitalSpec("INP", "seconds", 0.2, 0.5, _vital_buckets(0.2, 0.5, (
-            0.025, 0.05, 0.1, 0.15, 0.25, 0.3, 0.4, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)),
-            "Interaction to Next Paint"),
-        VitalSpec("CLS", "", 0.1, 0.25, _vital_buckets(0.1, 0.25, (
-            0.01, 0.025, 0.05, 0.075, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.0)),
-            "Cumulative Layout Shift (unitless)"),
-        VitalSpec("FCP", "seconds", 1.8, 3.0, _vital_buckets(1.8, 3.0, (
-            0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 4.0, 5.0, 7.5, 10.0, 20.0)),
-            "First Contentful Paint"),
-        VitalSpec("TTFB", "seconds", 0.8, 1.8, _vital_buckets(0.8, 1.8, (
-            0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 1.0, 1.2, 1.5, 2.5, 3.0, 5.0, 10.0)),
-            "Time to First Byte"),
-        VitalSpec("FID", "seconds", 0.1, 0.3, _vital_buckets(0.1, 0.3, (
-            0.01, 0.025, 0.05, 0.075, 0.15, 0.2, 0.25, 0.5, 0.75, 1.0, 2.0)),
-            "First Input Delay (deprecated, from old web-vitals clients)"),
-    )
-}  # fmt: skip
 
 
 @dataclass(frozen=True)

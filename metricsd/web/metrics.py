@@ -8,12 +8,8 @@ import time
 from aiohttp import web
 
 from metricsd.core import REGISTRY
-from metricsd.export.text import (
-    OPENMETRICS_CONTENT_TYPE,
-    TEXT_CONTENT_TYPE,
-    render_pieces,
-    wants_openmetrics,
-)
+from metricsd.export.registry import render
+from metricsd.export.text import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, wants_openmetrics
 from metricsd.ingest import STORE
 
 # The body goes out in pieces of about this size, with a yield to the event loop between
@@ -27,7 +23,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     await store.refresh(time.time())
     openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
     async with store.reading:
-        pieces = await render_pieces(request.app[REGISTRY], openmetrics)
+        pieces = await render(request.app[REGISTRY], openmetrics)
     response = web.StreamResponse(headers={
         "Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE})
     await response.prepare(request)

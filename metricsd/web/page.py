@@ -33,7 +33,7 @@ from metricsd.overview.model import (
     route_series,
     summary,
 )
-from metricsd.store.series import VITALS
+from metricsd.vitals import VITALS
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,11 @@ import asyncpg
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 from prometheus_client.parser import text_string_to_metric_families
-from tests.postgres.test_failures import wait_for
 
 from metricsd.app import create_app
 from metricsd.postgres import PG_STATE
 from tests.fixtures.binaries import require_binary
+from tests.postgres.test_failures import wait_for
 
 
 @pytest.fixture
@@ -128,7 +128,7 @@ async def test_one_scheduled_job_per_collector(pg_client):
 
 async def test_in_process_readers_see_the_same_samples(pg_client):
     from metricsd.core import REGISTRY
-    from metricsd.export.samples import current_samples
+    from metricsd.export.read import Samples
 
     await pg_client.app[PG_STATE].scrape_all()
     await pg_client.app[PG_STATE].scrape_all()
@@ -138,7 +138,7 @@ async def test_in_process_readers_see_the_same_samples(pg_client):
     scraped = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for f in text_string_to_metric_families(text) for s in f.samples if s.name in wanted}
-    got = current_samples(pg_client.app[REGISTRY], wanted)
+    got = Samples(pg_client.app[REGISTRY]).current(wanted)
     inside = {(name, tuple(sorted(labels.items()))): value
               for name, rows in got.items() for labels, value in rows}
     assert inside == scraped and len(inside) > 3

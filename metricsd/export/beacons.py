@@ -1,0 +1,230 @@
+"""The beacon store's families: each described once, with how its rows are read.
+
+A store family (API latency, one Web Vital) is exported as several families: a
+cumulative histogram, a window summary, and counters or window gauges split by the
+ring's tag (status class, rating). `views()` lists them; `StoreSource` reads them from
+`Store.window_stats`, which computes each series' quantiles at most once per tick.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from metricsd.export.family import (
+    Column,
+    Family,
+    Labels,
+    Marks,
+    Reader,
+    Rows,
+    Value,
+    histogram_columns,
+    label_string,
+    summary_columns,
+    value_columns,
+)
+from metricsd.store.series import QUANTILES, STATUS_CLASSES, SeriesFamily, Store, WindowStats
+from metricsd.vitals import NAVIGATION_TYPES, RATINGS, VITALS
+
+API_HISTOGRAM = "metricsd_api_request_duration_seconds"
+API_SUMMARY = "metricsd_api_request_window_seconds"
+API_REQUESTS = "metricsd_api_requests"  # counter; samples end in _total
+API_WINDOW_REQUESTS = "metricsd_api_window_requests"
+VITALS_RATINGS = "metricsd_web_vitals_ratings"  # counter
+VITALS_WINDOW_RATINGS = "metricsd_web_vitals_window_ratings"
+
+# Values of some rows of a store family: one list per row, one value per column.
+ValuesOf = Callable[[SeriesFamily, WindowStats, npt.NDArray[np.int64]], list[list[Value]]]
+
+
+def histogram_values(
+    family: SeriesFamily, stats: WindowStats, rows: npt.NDArray[np.int64]
+) -> list[list[Value]]:
+    """Cumulative buckets, _count, _sum (cumulative since the series was created)."""
+    slots = stats.slots[rows]
+    cumulative = np.cumsum(family.buckets[slots], axis=1).tolist()
+    sums = family.sums[slots].tolist()
+    return [[*c, c[-1], s] for c, s in zip(cumulative, sums, strict=True)]
+
+
+def summary_values(
+    family: SeriesFamily, stats: WindowStats, rows: npt.NDArray[np.int64]
+) -> list[list[Value]]:
+    """Window quantiles, then the cumulative _count and _sum."""
+    slots = stats.slots[rows]
+    counts = family.buckets[slots].sum(axis=1).tolist()
+    sums = family.sums[slots].tolist()
+    return [[*q, n, s] for q, n, s in zip(stats.quantiles[rows].tolist(), counts, sums,
+                                          strict=True)]
+
+
+def tag_totals(
+    family: SeriesFamily, stats: WindowStats, rows: npt.NDArray[np.int64]
+) -> list[list[Value]]:
+    """Cumulative count per tag (status class), summed over the second dimension."""
+    out: list[list[Value]] = family.counters[stats.slots[rows]].sum(axis=2).tolist()
+    return out
+
+
+def tag_extra_totals(
+    family: SeriesFamily, stats: WindowStats, rows: npt.NDArray[np.int64]
+) -> list[list[Value]]:
+    """Cumulative count per (tag, extra): rating x navigation type."""
+    counts = family.counters[stats.slots[rows]]
+    width = family.counters.shape[1] * family.counters.shape[2]
+    out: list[list[Value]] = counts.reshape(len(rows), width).tolist()
+    return out
+
+
+def window_tags(
+    family: SeriesFamily, stats: WindowStats, rows: npt.NDArray[np.int64]
+) -> list[list[Value]]:
+    """Window samples per tag."""
+    out: list[list[Value]] = stats.tag_counts[rows].tolist()
+    return out
+
+
+@dataclass(frozen=True)
+class View:
+    """One exported family over one or more store families (a constant label tells which)."""
+
+    family: Family
+    parts: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]  # (store family, const labels)
+    values: ValuesOf
+
+
+def views(store: Store) -> list[View]:
+    """Every beacon family in /metrics order."""
+    window = (f"over the last {store.pool.capacity} samples no older than "
+              f"{store.window_seconds:g}s; _sum and _count are cumulative")
+    api = store.families["api"].spec
+    api_labels = api.labels
+    out = [
+        View(Family(API_HISTOGRAM, "histogram", "API request latency, cumulative", api_labels,
+                    histogram_columns(api.buckets)), (("api", ()),), histogram_values),
+        View(Family(API_SUMMARY, "summary", f"API request latency quantiles {window}",
+                    api_labels, summary_columns(QUANTILES)), (("api", ()),), summary_values),
+        View(Family(API_REQUESTS, "counter", "API requests by status class, cumulative",
+                    api_labels, value_columns("status_class", "counter", STATUS_CLASSES),
+                    omit_zero=True), (("api", ()),), tag_totals),
+        View(Family(API_WINDOW_REQUESTS, "gauge",
+                    "API requests in the current window by status class", api_labels,
+                    value_columns("status_class", "gauge", STATUS_CLASSES)),
+             (("api", ()),), window_tags),
+    ]
+    for spec in VITALS.values():
+        unit = " (seconds)" if spec.unit else " (unitless)"
+        labels = store.families[spec.name].spec.labels
+        out.append(View(Family(spec.histogram_name, "histogram", f"{spec.help}{unit}, cumulative",
+                               labels, histogram_columns(spec.buckets)),
+                        ((spec.name, ()),), histogram_values))
+        out.append(View(Family(spec.window_name, "summary",
+                               f"{spec.help}{unit} quantiles {window}", labels,
+                               summary_columns(QUANTILES)),
+                        ((spec.name, ()),), summary_values))
+    every = tuple((spec.name, (("metric", spec.name),)) for spec in VITALS.values())
+    rating_columns = tuple(Column("_total", (("rating", rating), ("navigation_type", nav)))
+                           for rating in RATINGS for nav in NAVIGATION_TYPES)
+    out.append(View(Family(VITALS_RATINGS, "counter", "Web Vitals reports by rating, cumulative",
+                           ("metric", "page"), rating_columns, omit_zero=True),
+                    every, tag_extra_totals))
+    out.append(View(Family(VITALS_WINDOW_RATINGS, "gauge",
+                           "Web Vitals reports in the current window by rating",
+                           ("metric", "page"), value_columns("rating", "gauge", RATINGS)),
+                    every, window_tags))
+    return out
+
+
+class StoreRows:
+    """The series of one store family for one exported family, at one instant."""
+
+    def __init__(
+        self,
+        source: StoreSource,
+        view: View,
+        family: SeriesFamily,
+        stats: WindowStats,
+        const: tuple[tuple[str, str], ...],
+    ) -> None:
+        self.source = source
+        self.family = family
+        self.stats = stats
+        self.view = view
+        self.const = dict(const)
+        self.prefix = label_string(self.const) + "," if const else ""
+        version, stamp = source.store.pool.change_marks(stats.slots)
+        self.marks = Marks(f"{view.family.name}:{family.spec.name}", source.store.pool.slots,
+                           stats.slots, version, stamp)
+
+    def __len__(self) -> int:
+        return len(self.stats.keys)
+
+    def texts(self, rows: npt.NDArray[np.int64]) -> list[str]:
+        texts = self.source.label_texts(self.family, self.stats, rows)
+        if self.prefix:
+            return [self.prefix + t for t in texts]
+        return texts
+
+    def labels(self, rows: npt.NDArray[np.int64]) -> list[Labels]:
+        names = self.family.spec.labels
+        keys = self.stats.keys
+        return [{**self.const, **dict(zip(names, keys[i], strict=True))} for i in rows.tolist()]
+
+    def values(self, rows: npt.NDArray[np.int64]) -> list[list[Value]]:
+        return self.view.values(self.family, self.stats, rows)
+
+
+class StoreSource:
+    """The beacon store as a family source; the store is read, never written."""
+
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.clock = clock
+        self.views = views(store)
+        self._families = [v.family for v in self.views]
+        self._by_name = {v.family.name: v for v in self.views}
+        # slot -> (key, escaped label string); a reused slot is noticed by its key.
+        self._label_cache: list[tuple[tuple[str, ...], str] | None] = [None] * store.pool.slots
+
+    @property
+    def families(self) -> Sequence[Family]:
+        return self._families
+
+    def label_texts(
+        self, family: SeriesFamily, stats: WindowStats, rows: npt.NDArray[np.int64]
+    ) -> list[str]:
+        """Escaped label strings of some rows, cached per slot (a reused slot is noticed)."""
+        cache = self._label_cache
+        names = family.spec.labels
+        out = []
+        slots = stats.slots[rows].tolist()
+        for row, slot in zip(rows.tolist(), slots, strict=True):
+            key = stats.keys[row]
+            hit = cache[slot]
+            if hit is None or hit[0] != key:
+                hit = (key, label_string(dict(zip(names, key, strict=True))))
+                cache[slot] = hit
+            out.append(hit[1])
+        return out
+
+    def read(self) -> Reader:
+        """Window stats at one instant, computed once per store family and shared."""
+        now = self.clock()
+        stats: dict[str, WindowStats] = {}
+
+        def rows(family: Family) -> list[Rows]:
+            view = self._by_name[family.name]
+            out: list[Rows] = []
+            for name, const in view.parts:
+                series = self.store.families[name]
+                if name not in stats:
+                    stats[name] = self.store.window_stats(series, now)
+                out.append(StoreRows(self, view, series, stats[name], const))
+            return out
+
+        return rows
