@@ -46,7 +46,7 @@ async def main(routes: int) -> None:
     store, registry = build(routes)
     groups = load_rule_file(ROOT / "alerts.yml")
     service = AlertingService(AlertingConfig(), groups, registry=registry,
-                              session=lambda: None, store=store)  # type: ignore[arg-type,return-value]
+                              session=lambda: None)  # type: ignore[arg-type,return-value]
     names = service.engine.names
     reader = Samples(registry)
     read, tick = [], []

@@ -31,7 +31,7 @@ class Backoff:
         rng: Callable[[], float] = random.random,
     ) -> float:
         """Equal-jitter exponential delay; the server's Retry-After if that is longer."""
-        base = min(self.maximum, self.initial * 2 ** max(0, attempt))
+        base = min(self.maximum, self.initial * 2.0 ** max(0, attempt))
         delay = base / 2 + base / 2 * rng()
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.max_retry_after))

@@ -16,7 +16,6 @@ from metricsd.alerting.collector import AlertingCollector
 from metricsd.alerting.rules.validate import compile_alerting
 from metricsd.alerting.service import AlertingService
 from metricsd.core import CONFIG, READINESS, REGISTRY, SCHEDULER
-from metricsd.ingest import STORE
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +51,6 @@ def setup(app: web.Application) -> None:
         groups,
         registry=app[REGISTRY],
         session=lambda: app[HTTP],
-        store=app[STORE],
         external_url=f"http://{config.listen}",
     )
     app[ALERTS] = service

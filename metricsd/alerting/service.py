@@ -1,9 +1,9 @@
 """AlertingService: the engine, the dispatcher and the state file, run by one scheduled job.
 
-`evaluate_once()` is the `alerts:evaluate` APScheduler job: refresh the store's window
-stats, read the current samples the rules need, evaluate (pure), hand firing and resolved
-alerts to the dispatcher (which only schedules tasks), and request a state save when
-anything changed. It never waits for a receiver.
+`evaluate_once()` is the `alerts:evaluate` APScheduler job: bring the sources up to date
+(Samples.prepare), read the current samples the rules need (Samples.current), evaluate
+(pure), hand firing and resolved alerts to the dispatcher (which only schedules tasks),
+and request a state save when anything changed. It never waits for a receiver.
 
 Read API for the page and /v1/alerts (app[ALERTS]): `alerts()`, `counts()`, `rule_count`,
 `receivers()`; every value is a JSON-ready copy.
@@ -32,7 +32,6 @@ from metricsd.alerting.stats import AlertingStats
 from metricsd.config import AlertingConfig
 from metricsd.export.read import Samples
 from metricsd.export.registry import Registry
-from metricsd.store.series import Store
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +49,12 @@ class AlertingService:
         groups: list[RuleGroup],
         registry: Registry | CollectorRegistry,
         session: Callable[[], aiohttp.ClientSession],
-        store: Store | None = None,
         external_url: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.registry = registry
         self.samples = Samples(registry)
-        self.store = store
         self.clock = clock
         self.external_url = config.external_url or external_url
         self.stats = AlertingStats()
@@ -104,8 +101,7 @@ class AlertingService:
         try:
             await self.restore()
             now = self.clock() if now is None else now
-            if self.store is not None:
-                await self.store.refresh(now)
+            await self.samples.prepare(now)
             started = time.perf_counter()
             samples = self.samples.current(self.engine.names)
             changed = self.engine.evaluate(samples, now)

@@ -28,7 +28,7 @@ def route_template(scope: Scope) -> str:
     if isinstance(path, str):
         root = scope.get("root_path", "")
         # root_path grows by each Mount's prefix; app_root_path is where the app itself sits.
-        mount_prefix = root[len(scope.get("app_root_path", root)):]
+        mount_prefix = str(root[len(scope.get("app_root_path", root)):])
         return mount_prefix + path
     path = scope.get("path")
     return path if isinstance(path, str) and path else "/"

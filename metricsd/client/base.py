@@ -13,17 +13,24 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from metricsd.retry import Backoff
 
-try:  # orjson ships with metricsd and encodes a batch about 3x faster than json
-    from orjson import dumps as _dumps
-except ImportError:  # pragma: no cover - the client alone, without metricsd's dependencies
 
-    def _dumps(obj: object) -> bytes:
-        return json.dumps(obj, separators=(",", ":")).encode()
+def _json_dumps(obj: object) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+_dumps: Callable[[object], bytes] = _json_dumps
+try:  # orjson ships with metricsd and encodes a batch about 3x faster than json
+    from orjson import dumps as _orjson_dumps
+except ImportError:  # pragma: no cover - the client alone, without metricsd's dependencies
+    pass
+else:
+    _dumps = _orjson_dumps
 
 
 log = logging.getLogger("metricsd.client")
@@ -43,7 +50,7 @@ class Outcome(enum.Enum):
     REJECTED = "rejected"  # other 4xx: sending it again cannot help
 
 
-def classify(status: int) -> Outcome:
+def outcome_of(status: int) -> Outcome:
     """Map metricsd's answer to a next step (202 accepted, 429 and 5xx retried)."""
     if 200 <= status < 300:
         return Outcome.SENT
@@ -205,7 +212,7 @@ class TimingSender:
         Sans I/O: it notes the outcome in the stats and says whether to stop, to deliver
         two halves instead (413), or to wait and try again.
         """
-        outcome = classify(status) if status else Outcome.RETRY
+        outcome = outcome_of(status) if status else Outcome.RETRY
         if outcome is Outcome.SENT:
             self._note_sent(batch)
             return NextStep()

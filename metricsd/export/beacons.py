@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -77,8 +78,7 @@ def tag_extra_totals(
     """Cumulative count per (tag, extra): rating x navigation type."""
     counts = family.counters[stats.slots[rows]]
     width = family.counters.shape[1] * family.counters.shape[2]
-    out: list[list[Value]] = counts.reshape(len(rows), width).tolist()
-    return out
+    return cast(list[list[Value]], counts.reshape(len(rows), width).tolist())
 
 
 def window_tags(
@@ -194,6 +194,10 @@ class StoreSource:
     @property
     def families(self) -> Sequence[Family]:
         return self._families
+
+    async def prepare(self, now: float) -> None:
+        """Recompute stale window quantiles, sorting in a worker thread."""
+        await self.store.refresh(now)
 
     def label_texts(
         self, family: SeriesFamily, stats: WindowStats, rows: npt.NDArray[np.int64]

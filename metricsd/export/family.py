@@ -119,7 +119,10 @@ class Marks(NamedTuple):
 class Rows(Protocol):
     """Some series of one family, read lazily by row index (a numpy array of positions)."""
 
-    marks: Marks | None
+    @property
+    def marks(self) -> Marks | None:
+        """Change marks for the writer's per-series text cache; None: no caching by id."""
+        ...
 
     def __len__(self) -> int: ...
 
@@ -185,6 +188,10 @@ class Source(Protocol):
 
     @property
     def families(self) -> Sequence[Family]: ...
+
+    async def prepare(self, now: float) -> None:
+        """Slow work a read needs (the store sorts rings off the loop); may be a no-op."""
+        ...
 
     def read(self) -> Reader:
         """A consistent view for one scrape or one evaluation (computed lazily per family)."""

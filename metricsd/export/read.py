@@ -50,6 +50,11 @@ class Samples:
             self._described[collector] = names
         return not names or not names.isdisjoint(wanted)
 
+    async def prepare(self, now: float) -> None:
+        """Bring the sources up to `now` (window quantiles) before `current`."""
+        if isinstance(self.registry, Registry):
+            await self.registry.prepare(now)
+
     def current(self, names: Iterable[str]) -> Current:
         """Sample name -> [(labels, value)] for every requested name that has samples now."""
         wanted = set(names)

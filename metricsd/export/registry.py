@@ -63,6 +63,11 @@ class Registry(CollectorRegistry):
     def sources(self) -> Sequence[Source]:
         return [c.source for c in self.members if isinstance(c, SourceCollector)]
 
+    async def prepare(self, now: float) -> None:
+        """Let every source do its slow work (off the loop where it can) before a read."""
+        for source in self.sources():
+            await source.prepare(now)
+
 
 async def render(registry: Registry, openmetrics: bool) -> list[str]:
     """Every member as exposition text pieces, in registration order."""

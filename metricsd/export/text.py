@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import numpy.typing as npt
 from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from metricsd.export.family import Family, Marks, RowList, Rows, Source, Value, label_string
 
@@ -36,7 +37,7 @@ def wants_openmetrics(accept: str) -> bool:
     )
 
 
-def number(value: float) -> str:
+def format_number(value: float) -> str:
     """Go-style float text: +Inf, -Inf, NaN; integers without a trailing .0."""
     if value != value:
         return "NaN"
@@ -85,12 +86,12 @@ class Layout:
         for lab, row in zip(texts, values, strict=True):
             if lab:
                 out.append("".join([
-                    f"{pre}{lab}{mid}{v if type(v) is int else number(v)}\n"
+                    f"{pre}{lab}{mid}{v if type(v) is int else format_number(v)}\n"
                     for (pre, mid, _), v in zip(cols, row, strict=True)
                     if v or not omit_zero]))
             else:
                 out.append("".join([
-                    f"{bare}{v if type(v) is int else number(v)}\n"
+                    f"{bare}{v if type(v) is int else format_number(v)}\n"
                     for (_, _, bare), v in zip(cols, row, strict=True)
                     if v or not omit_zero]))
         return out
@@ -178,13 +179,14 @@ def write_metric(out: list[str], metric: Metric, openmetrics: bool) -> None:
         if sample.timestamp is not None:
             ts = float(sample.timestamp)
             stamp = f" {ts!r}" if openmetrics else f" {int(ts * 1000)}"
+        value = format_number(sample.value)
         if labels:
-            out.append(f"{sample.name}{{{label_string(labels)}}} {number(sample.value)}{stamp}\n")
+            out.append(f"{sample.name}{{{label_string(labels)}}} {value}{stamp}\n")
         else:
-            out.append(f"{sample.name} {number(sample.value)}{stamp}\n")
+            out.append(f"{sample.name} {value}{stamp}\n")
 
 
-class _One:
+class _One(Collector):
     """A collector of one family, to hand a single family to the library's writers."""
 
     def __init__(self, metric: Metric) -> None:
@@ -200,7 +202,8 @@ def _via_library(metric: Metric, openmetrics: bool) -> str:
     from prometheus_client.openmetrics.exposition import generate_latest as om_generate_latest
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_One(metric))  # type: ignore[arg-type]
+    registry.register(_One(metric))
     if openmetrics:
-        return om_generate_latest(registry).decode().removesuffix("# EOF\n")
+        text: bytes = om_generate_latest(registry)
+        return text.decode().removesuffix("# EOF\n")
     return generate_latest(registry).decode()

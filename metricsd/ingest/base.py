@@ -31,7 +31,7 @@ MAX_ERRORS_REPORTED = 100
 
 
 # One validated observation: (family, key, value, stamp, tag, extra, ident). A plain
-# tuple on purpose (see metricsd.store.series.Sample); `ident` is the web-vitals id.
+# tuple on purpose (see metricsd.store.series.Observation); `ident` is the web-vitals id.
 Sample = tuple[str, tuple[str, ...], float, float, int, int, str]
 
 

@@ -72,6 +72,9 @@ class IngestSource:
     def families(self) -> Sequence[Family]:
         return FAMILIES
 
+    async def prepare(self, now: float) -> None:
+        """Counters need no preparation."""
+
     def read(self) -> Reader:
         c, store = self.counters, self.store
         series = {name: len(family) for name, family in store.families.items()}

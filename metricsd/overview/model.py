@@ -182,7 +182,7 @@ def alerts_overview(service: AlertingService | None, now: float) -> dict[str, An
             "rules": service.rule_count, "alerts": rows}
 
 
-async def summary(sources: Sources, now: float) -> dict[str, Any]:
+async def figures(sources: Sources, now: float) -> dict[str, Any]:
     """Everything the page shows, JSON-ready (NaN becomes None)."""
     store = sources.store
     await store.refresh(now)
@@ -219,7 +219,7 @@ async def sample_history(
     """Once a minute: record the headline numbers and each route's p95 into the History."""
     now = time.time() if now is None else now
     try:
-        data = await summary(sources, now)
+        data = await figures(sources, now)
     except Exception:  # a bad minute must not stop the job; the page shows a gap
         log.exception("history sample failed")
         return

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 from metricsd.export.family import Family, Reader, RowList, Rows
 from metricsd.postgres.base import spec
-from metricsd.postgres.registry import load_all
 from metricsd.postgres.state import STATUSES, PgState
+from metricsd.postgres.views import load_all
 
 HEALTH_SPECS: tuple[Family, ...] = (
     spec("metricsd_pg_up", "gauge",
@@ -74,6 +74,9 @@ class PgExporter:
                         out["metricsd_pg_collector_errors"].add(
                             {**labels, "kind": kind}, health.errors[kind])
         return out
+
+    async def prepare(self, now: float) -> None:
+        """Snapshots are taken by the scrape jobs, never at read time."""
 
     def read(self) -> Reader:
         """Health as it is now; views as their latest successful snapshots left them."""

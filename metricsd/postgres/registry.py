@@ -1,4 +1,8 @@
-"""PostgreSQL views: one module per statistics view, found through COLLECTORS."""
+"""The registry of PostgreSQL views: `@register` adds a view class to COLLECTORS.
+
+The view modules themselves are imported by postgres/views.py (one line per view), so
+this module imports none of them and no import cycle runs through it.
+"""
 
 from __future__ import annotations
 
@@ -22,17 +26,3 @@ def register(cls: C) -> C:
         raise RuntimeError(f"collector {name!r} has no default on/off in PostgresConfig")
     COLLECTORS[name] = cls
     return cls
-
-
-def load_all() -> dict[str, type[PgCollector]]:
-    """Import every collector module so each registers itself."""
-    from metricsd.postgres import (  # noqa: F401
-        activity,
-        database,
-        indexes,
-        replication,
-        statements,
-        tables,
-    )
-
-    return COLLECTORS

@@ -29,11 +29,11 @@ from metricsd.postgres.base import (
 )
 from metricsd.postgres.database import DatabaseData
 from metricsd.postgres.indexes import IndexesData
-from metricsd.postgres.registry import load_all
 from metricsd.postgres.replication import ReplicationData
 from metricsd.postgres.statements import StatementsData
 from metricsd.postgres.tables import TablesData
 from metricsd.postgres.targets import PgTarget, TargetDown
+from metricsd.postgres.views import load_all
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 STATUS_CLASSES: tuple[str, ...] = ("1xx", "2xx", "3xx", "4xx", "5xx")
 # One observation: (family, key, value, stamp, tag, extra, ...). A plain tuple, because
 # building a NamedTuple per beacon item costs more than validating it.
-Sample = tuple[Any, ...]
+Observation = tuple[Any, ...]
 
 
 @dataclass(frozen=True)
@@ -198,8 +198,8 @@ class Store:
             return None
         return slot, family.record(slot, value, stamp, tag, extra)
 
-    def observe_many(self, samples: Sequence[Sample]) -> list[bool]:
-        """Record a batch; True per sample stored, False where `max_series` refused it.
+    def observe_many(self, samples: Sequence[Observation]) -> list[bool]:
+        """Record a batch of one family; True per sample stored, False where refused.
 
         Small batches take the scalar path (numpy's per-call overhead would dominate);
         large ones cost a fixed number of numpy operations per family.
@@ -207,14 +207,9 @@ class Store:
         if len(samples) < VECTOR_BATCH:
             return [self.observe(*s[:6]) is not None for s in samples]
         names, keys, values, stamps, tags, extras = list(zip(*samples, strict=True))[:6]
-        if len(set(names)) == 1:
-            return self.observe_columns(names[0], keys, values, stamps, tags, extras)
-        stored = [False] * len(samples)  # mixed families: split, keeping each position
-        for name in set(names):
-            idx = [i for i, n in enumerate(names) if n == name]
-            for i, ok in zip(idx, self.observe_many([samples[i] for i in idx]), strict=True):
-                stored[i] = ok
-        return stored
+        if len(set(names)) != 1:  # a beacon kind feeds one family per batch
+            raise ValueError("observe_many takes samples of one family")
+        return self.observe_columns(names[0], keys, values, stamps, tags, extras)
 
     def observe_columns(
         self,
@@ -241,9 +236,10 @@ class Store:
                 stored = [slot is not None for slot in slots]
                 keep = [i for i, ok in enumerate(stored) if ok]
                 slots = [slots[i] for i in keep]
-                values, stamps, tags, extras = (
-                    [col[i] for i in keep] for col in (values, stamps, tags, extras)
-                )
+                values = [values[i] for i in keep]
+                stamps = [stamps[i] for i in keep]
+                tags = [tags[i] for i in keep]
+                extras = [extras[i] for i in keep]
                 if not slots:
                     return stored
         family.record_many(

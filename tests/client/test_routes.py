@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from metricsd.client.base import Endpoint, Outcome, classify
+from metricsd.client.base import Endpoint, Outcome, outcome_of
 
 
 @pytest.mark.parametrize(("url", "expected"), [
@@ -30,4 +30,4 @@ def test_endpoint_rejects_other_schemes() -> None:
     (413, Outcome.SPLIT), (429, Outcome.RETRY), (500, Outcome.RETRY), (503, Outcome.RETRY),
 ])
 def test_classify(status: int, outcome: Outcome) -> None:
-    assert classify(status) is outcome
+    assert outcome_of(status) is outcome

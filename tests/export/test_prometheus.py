@@ -16,7 +16,7 @@ from metricsd.app import create_app
 from metricsd.core import REGISTRY
 from metricsd.export.beacons import StoreSource
 from metricsd.export.family import label_string
-from metricsd.export.text import number
+from metricsd.export.text import format_number
 from tests.fixtures.binaries import require_binary
 
 DIST = {
@@ -133,7 +133,7 @@ async def test_histogram_is_cumulative_and_counts_match(populated):
 
 
 def test_number_and_label_formatting():
-    assert [number(v) for v in (1.0, 0.25, math.inf, -math.inf, math.nan, 1e20)] == [
+    assert [format_number(v) for v in (1.0, 0.25, math.inf, -math.inf, math.nan, 1e20)] == [
         "1", "0.25", "+Inf", "-Inf", "NaN", "1e+20"]
     assert label_string({"a": 'x"y\\z\nw'}) == 'a="x\\"y\\\\z\\nw"'
 

@@ -16,7 +16,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import aiohttp
 import orjson
@@ -153,7 +153,7 @@ class Receiver:
             reraise=True,
         )
         try:
-            status = await retrying(once)
+            status: int = await retrying(once)
         except DeliveryError as exc:
             return Delivery(False, attempts, exc.reason, exc.status)
         return Delivery(True, attempts, None, status)
@@ -175,3 +175,16 @@ class Receiver:
             self.up = True
             self.stats.receiver_up[self.name] = True
         self._failed_attempts = 0
+
+
+R = TypeVar("R", bound=type[Receiver])
+# kind (the `format` of a receiver in the config) -> class, filled by @register.
+RECEIVER_KINDS: dict[str, type[Receiver]] = {}
+
+
+def register(cls: R) -> R:
+    """Class decorator: make `format: <cls.kind>` in a receiver's config use this class."""
+    if not cls.kind or cls.kind in RECEIVER_KINDS:
+        raise RuntimeError(f"receiver kind {cls.kind!r} is empty or registered twice")
+    RECEIVER_KINDS[cls.kind] = cls
+    return cls
