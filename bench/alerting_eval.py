@@ -21,6 +21,7 @@ from metricsd.config import AlertingConfig
 from metricsd.export.beacons import StoreSource
 from metricsd.export.read import Samples
 from metricsd.export.registry import Registry
+from metricsd.ingest import store_families
 from metricsd.ingest.selfmetrics import IngestSource, SelfMetrics
 from metricsd.store.series import Store
 
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def build(routes: int) -> tuple[Store, Registry]:
     store = Store(max_series=routes + 100, window_samples=256, window_seconds=300,
-                  idle_timeout=3600)
+                  idle_timeout=3600, families=store_families())
     now = time.time()
     rng = np.random.default_rng(1)
     for r in range(routes):

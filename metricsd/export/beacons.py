@@ -1,9 +1,10 @@
-"""The beacon store's families: each described once, with how its rows are read.
+"""The beacon store as a family source: views of store families, read from window stats.
 
 A store family (API latency, one Web Vital) is exported as several families: a
 cumulative histogram, a window summary, and counters or window gauges split by the
-ring's tag (status class, rating). `views()` lists them; `StoreSource` reads them from
-`Store.window_stats`, which computes each series' quantiles at most once per tick.
+ring's tag (status class, rating). Each beacon kind lists its views (`exports`) with the
+builders below; `StoreSource` reads them from `Store.window_stats`, which computes each
+series' quantiles at most once per tick.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import numpy as np
 import numpy.typing as npt
 
 from metricsd.export.family import (
-    Column,
     Family,
     Labels,
     Marks,
@@ -29,15 +29,7 @@ from metricsd.export.family import (
     summary_columns,
     value_columns,
 )
-from metricsd.store.series import QUANTILES, STATUS_CLASSES, SeriesFamily, Store, WindowStats
-from metricsd.vitals import NAVIGATION_TYPES, RATINGS, VITALS
-
-API_HISTOGRAM = "metricsd_api_request_duration_seconds"
-API_SUMMARY = "metricsd_api_request_window_seconds"
-API_REQUESTS = "metricsd_api_requests"  # counter; samples end in _total
-API_WINDOW_REQUESTS = "metricsd_api_window_requests"
-VITALS_RATINGS = "metricsd_web_vitals_ratings"  # counter
-VITALS_WINDOW_RATINGS = "metricsd_web_vitals_window_ratings"
+from metricsd.store.series import QUANTILES, FamilySpec, SeriesFamily, Store, WindowStats
 
 # Values of some rows of a store family: one list per row, one value per column.
 ValuesOf = Callable[[SeriesFamily, WindowStats, npt.NDArray[np.int64]], list[list[Value]]]
@@ -98,46 +90,36 @@ class View:
     values: ValuesOf
 
 
-def views(store: Store) -> list[View]:
-    """Every beacon family in /metrics order."""
-    window = (f"over the last {store.pool.capacity} samples no older than "
-              f"{store.window_seconds:g}s; _sum and _count are cumulative")
-    api = store.families["api"].spec
-    api_labels = api.labels
-    out = [
-        View(Family(API_HISTOGRAM, "histogram", "API request latency, cumulative", api_labels,
-                    histogram_columns(api.buckets)), (("api", ()),), histogram_values),
-        View(Family(API_SUMMARY, "summary", f"API request latency quantiles {window}",
-                    api_labels, summary_columns(QUANTILES)), (("api", ()),), summary_values),
-        View(Family(API_REQUESTS, "counter", "API requests by status class, cumulative",
-                    api_labels, value_columns("status_class", "counter", STATUS_CLASSES),
-                    omit_zero=True), (("api", ()),), tag_totals),
-        View(Family(API_WINDOW_REQUESTS, "gauge",
-                    "API requests in the current window by status class", api_labels,
-                    value_columns("status_class", "gauge", STATUS_CLASSES)),
-             (("api", ()),), window_tags),
-    ]
-    for spec in VITALS.values():
-        unit = " (seconds)" if spec.unit else " (unitless)"
-        labels = store.families[spec.name].spec.labels
-        out.append(View(Family(spec.histogram_name, "histogram", f"{spec.help}{unit}, cumulative",
-                               labels, histogram_columns(spec.buckets)),
-                        ((spec.name, ()),), histogram_values))
-        out.append(View(Family(spec.window_name, "summary",
-                               f"{spec.help}{unit} quantiles {window}", labels,
-                               summary_columns(QUANTILES)),
-                        ((spec.name, ()),), summary_values))
-    every = tuple((spec.name, (("metric", spec.name),)) for spec in VITALS.values())
-    rating_columns = tuple(Column("_total", (("rating", rating), ("navigation_type", nav)))
-                           for rating in RATINGS for nav in NAVIGATION_TYPES)
-    out.append(View(Family(VITALS_RATINGS, "counter", "Web Vitals reports by rating, cumulative",
-                           ("metric", "page"), rating_columns, omit_zero=True),
-                    every, tag_extra_totals))
-    out.append(View(Family(VITALS_WINDOW_RATINGS, "gauge",
-                           "Web Vitals reports in the current window by rating",
-                           ("metric", "page"), value_columns("rating", "gauge", RATINGS)),
-                    every, window_tags))
-    return out
+def window_help(store: Store) -> str:
+    """How a window summary's help ends: the window's size and age limit."""
+    return (f"over the last {store.pool.capacity} samples no older than "
+            f"{store.window_seconds:g}s; _sum and _count are cumulative")
+
+
+def histogram(name: str, help: str, series: FamilySpec) -> View:
+    """The cumulative histogram of a store family."""
+    return View(Family(name, "histogram", help, series.labels, histogram_columns(series.buckets)),
+                ((series.name, ()),), histogram_values)
+
+
+def window_summary(name: str, help: str, series: FamilySpec) -> View:
+    """The exact window quantiles of a store family, with cumulative _sum and _count."""
+    return View(Family(name, "summary", help, series.labels, summary_columns(QUANTILES)),
+                ((series.name, ()),), summary_values)
+
+
+def tag_counter(name: str, help: str, series: FamilySpec, label: str) -> View:
+    """A counter per ring tag (status class), zeros left out."""
+    return View(Family(name, "counter", help, series.labels,
+                       value_columns(label, "counter", series.tags), omit_zero=True),
+                ((series.name, ()),), tag_totals)
+
+
+def window_tag_gauge(name: str, help: str, series: FamilySpec, label: str) -> View:
+    """Window samples per ring tag (status class, rating)."""
+    return View(Family(name, "gauge", help, series.labels,
+                       value_columns(label, "gauge", series.tags)),
+                ((series.name, ()),), window_tags)
 
 
 class StoreRows:
@@ -182,10 +164,12 @@ class StoreRows:
 class StoreSource:
     """The beacon store as a family source; the store is read, never written."""
 
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: Store, views: Sequence[View], clock: Callable[[], float] = time.time
+    ) -> None:
         self.store = store
         self.clock = clock
-        self.views = views(store)
+        self.views = list(views)
         self._families = [v.family for v in self.views]
         self._by_name = {v.family.name: v for v in self.views}
         # slot -> (key, escaped label string); a reused slot is noticed by its key.

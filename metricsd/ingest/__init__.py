@@ -12,12 +12,12 @@ import time
 from aiohttp import web
 
 from metricsd.core import CONFIG, READINESS, REGISTRY, SCHEDULER
-from metricsd.export.beacons import StoreSource
-from metricsd.ingest import timings, vitals  # noqa: F401  (registers the beacon kinds)
+from metricsd.export.beacons import StoreSource, View
+from metricsd.ingest import timings, vitals  # noqa: F401  (one line per beacon kind)
 from metricsd.ingest.base import BEACONS, BeaconType
 from metricsd.ingest.ratelimit import TokenBuckets
 from metricsd.ingest.selfmetrics import IngestSource, SelfMetrics
-from metricsd.store.series import Store
+from metricsd.store.series import FamilySpec, Store
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,16 @@ async def _expire(store: Store) -> None:
         log.info("expired %d idle series", expired)
 
 
+def store_families() -> list[FamilySpec]:
+    """Every store family the registered beacon kinds write."""
+    return [spec for kind in BEACONS.values() for spec in kind.series]
+
+
+def export_views(store: Store) -> list[View]:
+    """Every family /metrics shows of the beacon store, kind by kind."""
+    return [view for kind in BEACONS.values() for view in kind.exports(store)]
+
+
 def setup(app: web.Application) -> None:
     """Store, counters, beacon kinds and rate limiter; their families and readiness."""
     config = app[CONFIG].ingest
@@ -42,6 +52,7 @@ def setup(app: web.Application) -> None:
         window_samples=config.window.samples,
         window_seconds=config.window.seconds,
         idle_timeout=config.series_idle_timeout,
+        families=store_families(),
         started_at=time.time(),
     )
     counters = app[SELF_METRICS] = SelfMetrics()
@@ -50,7 +61,7 @@ def setup(app: web.Application) -> None:
         config.rate_limit.requests_per_second, config.rate_limit.burst,
         config.rate_limit.max_clients,
     )
-    app[REGISTRY].add_source(StoreSource(store))
+    app[REGISTRY].add_source(StoreSource(store, export_views(store)))
     app[REGISTRY].add_source(IngestSource(store, counters))
     app[READINESS]["ingest"] = lambda: {
         "ok": True, "series": store.series_count, "max_series": store.pool.slots,

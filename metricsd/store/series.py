@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,6 @@ import numpy as np
 import numpy.typing as npt
 
 from metricsd.store.ring import CHUNK, TICK_SECONDS, FloatArray, RingPool, block_stats
-from metricsd.vitals import NAVIGATION_TYPES, RATINGS, VITALS
 
 QUANTILES: tuple[float, ...] = (0.5, 0.75, 0.9, 0.95, 0.99)
 # Batches at least this long are written with vectorised numpy operations.
@@ -140,6 +139,7 @@ class Store:
         window_samples: int,
         window_seconds: float,
         idle_timeout: float,
+        families: Iterable[FamilySpec] = (),
         started_at: float = 0.0,
     ) -> None:
         self.window_seconds = window_seconds
@@ -153,12 +153,13 @@ class Store:
         self.families: dict[str, SeriesFamily] = {}
         self.dropped: dict[str, int] = {}  # family -> samples refused for want of a slot
         self.expired: dict[str, int] = {}  # family -> series removed for idleness
-        self._add(FamilySpec("api", ("service", "route", "method"), LATENCY_BUCKETS,
-                             STATUS_CLASSES))
-        for spec in VITALS.values():
-            self._add(FamilySpec(spec.name, ("page",), spec.buckets, RATINGS, NAVIGATION_TYPES))
+        for spec in families:
+            self.add_family(spec)
 
-    def _add(self, spec: FamilySpec) -> None:
+    def add_family(self, spec: FamilySpec) -> None:
+        """A family the beacon kinds write (ingest declares them; the store knows none)."""
+        if spec.name in self.families:
+            raise ValueError(f"store family {spec.name!r} added twice")
         self.families[spec.name] = SeriesFamily(spec, self.pool)
         self.dropped[spec.name] = 0
         self.expired[spec.name] = 0
