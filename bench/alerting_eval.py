@@ -21,7 +21,7 @@ from metricsd.config import AlertingConfig
 from metricsd.export.beacons import StoreSource
 from metricsd.export.read import Samples
 from metricsd.export.registry import Registry
-from metricsd.ingest import store_families
+from metricsd.ingest import export_views, store_families
 from metricsd.ingest.selfmetrics import IngestSource, SelfMetrics
 from metricsd.store.series import Store
 
@@ -38,7 +38,7 @@ def build(routes: int) -> tuple[Store, Registry]:
         for value in rng.lognormal(-3, 1, 256):
             store.observe("api", key, float(value), now, 1 if rng.random() < 0.98 else 4)
     registry = Registry()
-    registry.add_source(StoreSource(store))
+    registry.add_source(StoreSource(store, export_views(store)))
     registry.add_source(IngestSource(store, SelfMetrics()))
     return store, registry
 
