@@ -15,6 +15,17 @@ from tests.fixtures.binaries import in_ci
 from tests.fixtures.pg import run_sql
 
 ROWS = 60_000
+# docs/plans.md promises this much server time per plan fetched (advice included) at most.
+PLAN_COST_BUDGET_MS = 25.0
+OWN_PLAN_WORK_SQL = """
+SELECT coalesce(sum(calls), 0) AS calls,
+       coalesce(sum(total_exec_time + total_plan_time), 0) AS ms
+FROM pg_stat_statements
+WHERE query LIKE 'PREPARE metricsd_plan_%' OR query LIKE 'EXPLAIN (FORMAT JSON) EXECUTE%'
+   OR query LIKE 'DEALLOCATE metricsd_plan_%' OR query LIKE 'EXPLAIN (GENERIC_PLAN%'
+   OR query LIKE '%hypopg%' OR query LIKE 'SET LOCAL plan_cache_mode%'
+   OR query LIKE 'SET LOCAL statement_timeout%'
+"""
 
 
 class FakeClock:
@@ -132,6 +143,13 @@ async def test_missing_index_plan_advice_then_faster_plan_then_regression(
         samples = gauges["metricsd_pg_statements_plan_regression"].samples
         assert len(samples) == 1 and marker in samples[0].labels["query"]
         assert samples[0].labels["queryid"] == tracked.key[2]
+
+        # The budget: metricsd's own plan statements, as pg_stat_statements saw them.
+        own = run_sql(orders_db, OWN_PLAN_WORK_SQL)[0][0]
+        fetches = service.trackers["main"].outcomes["ok"]
+        assert fetches >= 5 and own["calls"] > 0
+        per_fetch_ms = own["ms"] / fetches
+        assert per_fetch_ms < PLAN_COST_BUDGET_MS, (own, fetches)
     finally:
         await conn.close()
 

@@ -113,11 +113,11 @@ class PlansService:
             labels=list(REGRESSION_LABELS))
         for name, tracker in self.trackers.items():
             for outcome in OUTCOMES:
-                fetches.add_metric([name, outcome], tracker.outcomes[outcome])
-            changes.add_metric([name], tracker.changes_total)
-            regressions.add_metric([name], tracker.regressions_total)
+                fetches.add_metric([name, outcome], float(tracker.outcomes[outcome]))
+            changes.add_metric([name], float(tracker.changes_total))
+            regressions.add_metric([name], float(tracker.regressions_total))
             seconds.add_metric([name], tracker.plan_seconds_total)
-            tracked.add_metric([name], len(tracker.tracked))
+            tracked.add_metric([name], float(len(tracker.tracked)))
             for t, change in tracker.regressions():
                 datname, user, queryid, _ = t.key
                 regression.add_metric([name, datname, user, queryid, _label_text(t.query)],

@@ -63,12 +63,28 @@ async def generic_plan(
         raise _error(exc) from exc
 
 
+# EXPLAIN (GENERIC_PLAN) must see no parameter values: bound values would be planned
+# with (a NULL makes `a = $1` a constant false). So the statement is run by plpgsql's
+# EXECUTE, which binds nothing; the text travels in a transaction-local setting (no
+# quoting), and so does the plan on its way back.
+_GENERIC_16_DO = """
+DO $metricsd$
+DECLARE plan text;
+BEGIN
+  EXECUTE 'EXPLAIN (GENERIC_PLAN, FORMAT JSON) ' || current_setting('metricsd.query')
+    INTO plan;
+  PERFORM set_config('metricsd.plan', plan, true);
+END
+$metricsd$
+"""
+
+
 async def _generic_16(conn: asyncpg.Connection, query: str, timeout_s: float) -> Any:
     async with conn.transaction(readonly=True):
         await _timeout(conn, timeout_s)
-        # Parse infers a type for every $n; GENERIC_PLAN ignores the values bound to them.
-        stmt = await conn.prepare(f"EXPLAIN (GENERIC_PLAN, FORMAT JSON) {query}")
-        raw = await stmt.fetchval(*([None] * len(stmt.get_parameters())))
+        await conn.execute("SELECT set_config('metricsd.query', $1, true)", query)
+        await conn.execute(_GENERIC_16_DO)
+        raw = await conn.fetchval("SELECT current_setting('metricsd.plan')")
     return _as_plan(raw)
 
 

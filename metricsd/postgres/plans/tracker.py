@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 StatementKey = tuple[str, str, str, str]  # datname, user, queryid, toplevel
 # Interval facts kept per tracked statement, for the means around a plan change.
 MAX_INTERVALS = 240
-OUTCOMES = ("ok", "failed", "skipped_utility", "skipped_other_database", "remembered_failure")
+OUTCOMES = ("ok", "failed", "skipped_utility", "skipped_other_database")
 
 
 def query_hash(text: str) -> str:
@@ -168,6 +168,10 @@ class PlanTracker:
             self.tracked.popitem(last=False)  # the one slow longest ago
         tracked = Tracked(key, s.query, query_hash(s.query), now, now)
         self.tracked[key] = tracked
+        if not advice_mod.is_plannable(s.query):  # decided once, never takes a plan slot
+            self.outcomes["skipped_utility"] += 1
+            tracked.failure = {"sqlstate_class": "", "qhash": tracked.qhash, "at": now,
+                               "message": "not a SELECT/INSERT/UPDATE/DELETE: never explained"}
         return tracked
 
     def _judge(self, tracked: Tracked) -> None:
@@ -191,10 +195,12 @@ class PlanTracker:
     # ---- the plans job -----------------------------------------------------------------
 
     def due(self, now: float) -> list[Tracked]:
-        """Statements whose plan should be fetched now, most recently slow first."""
-        due = [t for t in reversed(self.tracked.values())
+        """Statements whose plan should be fetched now: longest overdue first, then the
+        most recently slow, so every tracked statement gets its turn."""
+        due = [t for t in self.tracked.values()
                if t.next_fetch <= now
                and (t.failure is None or t.failure.get("qhash") != t.qhash)]
+        due.sort(key=lambda t: (t.next_fetch, -t.last_slow))
         return due[: self.config.per_round]
 
     async def run_round(self, conn: asyncpg.Connection, info: ServerInfo) -> int:
