@@ -168,11 +168,20 @@ class PlanTracker:
             self.tracked.popitem(last=False)  # the one slow longest ago
         tracked = Tracked(key, s.query, query_hash(s.query), now, now)
         self.tracked[key] = tracked
-        if not advice_mod.is_plannable(s.query):  # decided once, never takes a plan slot
+        # Decided once, so such statements never take a plan slot of a round.
+        if self.database is not None and key[0] != self.database:
+            self._skip_other_database(tracked, now)
+        elif not advice_mod.is_plannable(s.query):
             self.outcomes["skipped_utility"] += 1
             tracked.failure = {"sqlstate_class": "", "qhash": tracked.qhash, "at": now,
                                "message": "not a SELECT/INSERT/UPDATE/DELETE: never explained"}
         return tracked
+
+    def _skip_other_database(self, tracked: Tracked, now: float) -> None:
+        self.outcomes["skipped_other_database"] += 1
+        tracked.failure = {"sqlstate_class": "", "qhash": tracked.qhash, "at": now,
+                           "message": f"statement runs in database {tracked.key[0]}; "
+                                      f"this target connects to {self.database}"}
 
     def _judge(self, tracked: Tracked) -> None:
         """Update the after-change mean of the latest change and decide on a regression."""
@@ -224,10 +233,7 @@ class PlanTracker:
         now = self.clock()
         tracked.next_fetch = now + self.config.refresh_interval
         if tracked.key[0] != self.database:
-            self.outcomes["skipped_other_database"] += 1
-            tracked.failure = {"sqlstate_class": "", "qhash": tracked.qhash, "at": now,
-                               "message": f"statement runs in database {tracked.key[0]}; "
-                                          f"this target connects to {self.database}"}
+            self._skip_other_database(tracked, now)
             return
         if not advice_mod.is_plannable(tracked.query):
             self.outcomes["skipped_utility"] += 1
