@@ -157,7 +157,7 @@ class StoreRows:
         keys = self.stats.keys
         return [{**self.const, **dict(zip(names, keys[i], strict=True))} for i in rows.tolist()]
 
-    def values(self, rows: npt.NDArray[np.int64]) -> list[list[Value]]:
+    def values(self, rows: npt.NDArray[np.int64]) -> Sequence[Sequence[Value]]:
         return self.view.values(self.family, self.stats, rows)
 
 

@@ -134,7 +134,7 @@ class Rows(Protocol):
         """The same labels as dicts, for readers."""
         ...
 
-    def values(self, rows: npt.NDArray[np.int64]) -> list[list[Value]]:
+    def values(self, rows: npt.NDArray[np.int64]) -> Sequence[Sequence[Value]]:
         """One value per `Family.columns` entry for each row."""
         ...
 
@@ -151,7 +151,7 @@ class RowList:
     const: Labels = field(default_factory=dict)  # labels of every row, first (target)
     label_texts: list[str] = field(default_factory=list)  # include `const`, escaped
     label_dicts: list[Labels] = field(default_factory=list)  # without `const`
-    rows: list[list[Value]] = field(default_factory=list)
+    rows: list[tuple[Value, ...]] = field(default_factory=list)
     text: str | None = None
     marks: Marks | None = None  # never cached by id: the whole block is memoised instead
 
@@ -161,7 +161,7 @@ class RowList:
             text = label_string({**self.const, **labels})
         self.label_texts.append(text)
         self.label_dicts.append(labels)
-        self.rows.append(list(values))
+        self.rows.append(values)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -175,7 +175,7 @@ class RowList:
             return [self.label_dicts[i] for i in rows.tolist()]
         return [{**const, **self.label_dicts[i]} for i in rows.tolist()]
 
-    def values(self, rows: npt.NDArray[np.int64]) -> list[list[Value]]:
+    def values(self, rows: npt.NDArray[np.int64]) -> Sequence[Sequence[Value]]:
         return [self.rows[i] for i in rows.tolist()]
 
 

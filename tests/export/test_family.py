@@ -156,4 +156,4 @@ def test_rowlist_rows_are_read_by_position():
     rows = np.array([1], dtype=np.int64)
     assert block.texts(rows) == ['target="main",db="y\\"z"']
     assert block.labels(rows) == [{"target": "main", "db": 'y"z'}]
-    assert block.values(rows) == [[2]]
+    assert [list(v) for v in block.values(rows)] == [[2]]
