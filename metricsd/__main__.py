@@ -67,13 +67,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_rules_command(args.rules_command, args.files)
     config = _load(args.config)
+    overrides: dict[str, str] = {}
     if args.listen:
         try:
             parse_listen(args.listen)
         except ValueError as exc:
             print(f"metricsd: {exc}", file=sys.stderr)
             return 2
-        config = config.model_copy(update={"listen": args.listen})
+        overrides["listen"] = args.listen
+        config = config.model_copy(update=overrides)
     logging.basicConfig(
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -83,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from metricsd.server import serve
 
     try:  # create_app compiles the rule file (once) before the port is bound
-        return serve(config)
+        return serve(config, args.config, overrides)
     except ConfigError as exc:
         _invalid(exc)
 

@@ -52,6 +52,8 @@ class Runtime:
 
     config: Config
     path: str | None = None
+    # Command-line values that win over the file on every reload (e.g. --listen).
+    overrides: dict[str, Any] = field(default_factory=dict)
     reloaders: list[tuple[str, Reloader]] = field(default_factory=list)
     reloads: dict[str, int] = field(default_factory=lambda: {"success": 0, "failure": 0})
     last_reload_ok: bool = True
@@ -104,6 +106,8 @@ async def _reload(runtime: Runtime, config: Config | None) -> ReloadResult:
             await asyncio.to_thread(load_config, runtime.path)
     except ConfigError as exc:
         return ReloadResult(False, (exc.args[0], *exc.problems))
+    if runtime.overrides:
+        new = new.model_copy(update=runtime.overrides)
     old = runtime.config
     if new.listen != old.listen:
         return ReloadResult(False, ("listen: cannot change without a restart",))
@@ -119,6 +123,8 @@ async def _reload(runtime: Runtime, config: Config | None) -> ReloadResult:
         if apply is not None:
             applies.append((name, apply))
     runtime.config = new
+    if new.log_level != old.log_level:
+        logging.getLogger().setLevel(new.log_level.upper())
     failed = []
     for name, apply in applies:
         try:

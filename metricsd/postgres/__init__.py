@@ -10,9 +10,10 @@ from functools import partial
 
 from aiohttp import web
 
-from metricsd.core import CONFIG, READINESS, REGISTRY, SCHEDULER
+from metricsd.core import CONFIG, READINESS, REGISTRY, SCHEDULER, register_reloader
 from metricsd.postgres.exporter import PgExporter
 from metricsd.postgres.jobs import add_pg_jobs
+from metricsd.postgres.reload import reload_targets
 from metricsd.postgres.state import PgState
 
 # Latest snapshots per target and view, their health and a read API (docs/postgres.md);
@@ -36,3 +37,4 @@ def setup(app: web.Application) -> None:
     for name in state.targets:
         app[READINESS][f"postgres:{name}"] = partial(state.readiness, name)
     app.cleanup_ctx.append(_pools)
+    register_reloader(app, "postgres", partial(reload_targets, app, state))
