@@ -212,12 +212,14 @@ class StateFile:
             self._task = asyncio.get_running_loop().create_task(self._writer())
 
     async def _writer(self) -> None:
-        assert self.path is not None
         while self._dirty:
             self._dirty = False
+            path = self.path  # a reload may change it, or turn persistence off
+            if path is None:
+                return
             data = {"version": STATE_VERSION, **self._snapshot()}
             try:
-                await asyncio.to_thread(write_atomic, self.path, data)
+                await asyncio.to_thread(write_atomic, path, data)
             except (OSError, ValueError) as exc:
                 self._stats.state_write_failures += 1
                 if not self._failing:
