@@ -43,14 +43,18 @@ def _load(path: str | None) -> Config:
 
 
 def _check(path: str) -> Config:
-    """The config, with alerting compiled by the function start-up uses; exit 2 if invalid."""
+    """The config, alerting compiled as start-up does, DSNs and files checked; exit 2 if not."""
     from metricsd.alerting.rules.validate import compile_alerting
+    from metricsd.checks import config_problems
 
     config = _load(path)
+    problems = config_problems(config)
     try:
         compile_alerting(config.alerting)
     except ConfigError as exc:
-        _invalid(exc)
+        problems = [*exc.problems, *problems]
+    if problems:
+        _invalid(ConfigError(f"{path}: {len(problems)} problem(s)", problems))
     return config
 
 
