@@ -33,7 +33,7 @@ from metricsd.alerting.stats import AlertingStats
 
 log = logging.getLogger(__name__)
 
-STATE_VERSION = 1
+STATE_VERSION: Literal[1] = 1
 MAX_STATE_BYTES = 64 * 1024 * 1024  # a state file larger than this is not ours
 
 
@@ -100,7 +100,7 @@ class StateDocument(_Strict):
     notifications: dict[Text, SavedLogEntry] = {}
 
 
-EMPTY = StateDocument(version=STATE_VERSION)
+EMPTY = StateDocument(version=1)
 
 
 def write_atomic(path: Path, data: dict[str, Any]) -> None:
