@@ -62,8 +62,9 @@ def setup(app: web.Application) -> None:
     register_reloader(app, "ingest", partial(_reload, app))
 
 
-# The store's arrays are sized at start-up: these keep their start-up values on reload.
-RESTART_ONLY = ("max_series", "window", "series_idle_timeout")
+# The store's arrays are sized at start-up, and CORS is registered with the routes: these
+# keep their start-up values on reload (logged).
+RESTART_ONLY = ("max_series", "window", "series_idle_timeout", "cors_origins")
 
 
 async def _reload(app: web.Application, old: Config, new: Config) -> Apply | None:
@@ -81,7 +82,7 @@ async def _reload(app: web.Application, old: Config, new: Config) -> Apply | Non
         limiter.rate, limiter.burst = limits.requests_per_second, float(limits.burst)
         limiter.max_keys = limits.max_clients
         if kept:
-            log.warning("ingest.%s changed: the store keeps its start-up size until a "
-                        "restart", ", ingest.".join(kept))
+            log.warning("ingest.%s changed: kept at the start-up value until a restart",
+                        ", ingest.".join(kept))
 
     return apply
