@@ -60,15 +60,17 @@ async def drain(runner: web.AppRunner, grace: float) -> int:
     return left
 
 
-def shutdown_budget(total: float) -> tuple[float, float]:
-    """(drain, cancel) seconds out of `total`: the rest is kept for the cleanup contexts.
+def shutdown_budget(total: float) -> tuple[float, float, float]:
+    """(drain, cancel, cleanup deadline) seconds out of `total`, counted from the signal.
 
-    aiohttp's shutdown waits `cancel` for a handler to finish and `cancel` again after
-    cancelling it; the reserve (up to 2 s, at most half of `total`) covers that, flushing
-    the alert state and closing pools, so the process exits within `total`.
+    Requests get `drain`. aiohttp's shutdown then waits `cancel` for a handler to finish
+    and `cancel` again after cancelling it; flushing the alert state and closing pools
+    must be done by the deadline, which leaves a quarter of the reserve (up to 2 s, at
+    most half of `total`) for the interpreter to exit, so the process is gone within
+    `total`.
     """
     reserve = min(total / 2, 2.0)
-    return max(0.0, total - reserve), min(CANCEL_GRACE_S, reserve / 4)
+    return max(0.0, total - reserve), min(CANCEL_GRACE_S, reserve / 4), total - reserve / 4
 
 
 # ---- SIGHUP: reload (kept apart from the serving code above and below) -------------------
@@ -104,7 +106,7 @@ async def run(config: Config, path: str | Path | None = None,
     """
     app = create_app(config, path)
     app[core.RUNTIME].overrides.update(overrides or {})
-    _, cancel = shutdown_budget(config.shutdown_timeout)
+    _, cancel, _ = shutdown_budget(config.shutdown_timeout)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=cancel,
                            handle_signals=False)
     await runner.setup()
@@ -120,8 +122,8 @@ async def run(config: Config, path: str | Path | None = None,
         log.info("metricsd listening on http://%s:%d", config.host, config.port)
         await stop.wait()
         total = core.current_config(app).shutdown_timeout  # reloadable
-        deadline = time.monotonic() + total
-        grace, _ = shutdown_budget(total)
+        grace, _, cleanup_by = shutdown_budget(total)
+        deadline = time.monotonic() + cleanup_by
         log.info("stopping: finishing requests in progress (up to %gs)", grace)
         await site.stop()
         left = await drain(runner, grace)
