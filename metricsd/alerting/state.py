@@ -171,7 +171,8 @@ def read_state(path: Path, now: float | None = None) -> StateDocument:
     trip over it again and the next write does not destroy what a human may want to read.
     """
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as handle:  # never more than the limit into memory
+            raw = handle.read(MAX_STATE_BYTES + 1)
     except FileNotFoundError:
         return EMPTY
     except OSError as exc:
