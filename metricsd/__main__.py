@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -58,6 +59,19 @@ def _check(path: str) -> Config:
     return config
 
 
+def _exit_now(code: int) -> NoReturn:
+    """Exit without the interpreter's teardown, which is pure overhead here.
+
+    Everything that needs closing (requests, alert state, dead letters, pools) was closed
+    by the server's cleanup; freeing every module and object one by one afterwards took
+    0.5 to 0.8 s on a loaded 2-core machine, which `shutdown_timeout` must not pay for.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `metricsd` console script and `python -m metricsd`."""
     args = _parser().parse_args(argv)
@@ -89,9 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from metricsd.server import serve
 
     try:  # create_app compiles the rule file (once) before the port is bound
-        return serve(config, args.config, overrides)
+        code = serve(config, args.config, overrides)
     except ConfigError as exc:
         _invalid(exc)
+    _exit_now(code)
 
 
 if __name__ == "__main__":
