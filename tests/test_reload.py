@@ -14,7 +14,7 @@ from metricsd import core
 from metricsd.app import create_app
 from metricsd.config import load_config
 from metricsd.core import READINESS, RUNTIME, SCHEDULER
-from metricsd.postgres import PG_STATE
+from metricsd.postgres import PG_STATE, PLANS
 from metricsd.web.reload import reload_config
 from tests.fixtures.binaries import require_binary
 
@@ -131,6 +131,12 @@ async def test_postgres_reload_opens_and_closes_targets(aiohttp_client, tmp_path
     def jobs() -> set[str]:
         return {job.id for job in app[SCHEDULER].get_jobs() if job.id.startswith("scrape:")}
 
+    def plans_follow_targets() -> bool:
+        plans = app[PLANS]
+        plan_jobs = {j.id for j in app[SCHEDULER].get_jobs() if j.id.startswith("plans:")}
+        return set(plans.trackers) == set(state.targets) and \
+            plan_jobs == {f"plans:{t}" for t in plans.jobs()}
+
     assert jobs() and all(j.startswith("scrape:one:") for j in jobs())
     _write(tmp_path, {"postgres": {"targets": [{"name": "one", "dsn": first},
                                                {"name": "two", "dsn": second}]}})
@@ -138,6 +144,7 @@ async def test_postgres_reload_opens_and_closes_targets(aiohttp_client, tmp_path
     assert state.targets["one"] is one  # unchanged: same pool, same snapshots
     assert {j.split(":")[1] for j in jobs()} == {"one", "two"}
     assert "postgres:two" in app[READINESS]
+    assert plans_follow_targets()
     await state.scrape_all("two")
     assert state.up("two")
 
@@ -146,6 +153,7 @@ async def test_postgres_reload_opens_and_closes_targets(aiohttp_client, tmp_path
     assert set(state.targets) == {"two"}
     assert {j.split(":")[1] for j in jobs()} == {"two"}
     assert "postgres:one" not in app[READINESS]
+    assert plans_follow_targets()
     metrics = await (await client.get("/metrics")).text()
     assert 'target="one"' not in metrics and 'target="two"' in metrics
 

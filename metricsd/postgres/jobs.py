@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.base import BaseScheduler
 
+from metricsd.postgres.plans import PlansService
 from metricsd.postgres.state import PgState
 
 
@@ -28,5 +29,23 @@ def add_pg_jobs(scheduler: BaseScheduler, state: PgState, interval_s: float,
             id=ids[-1], name=ids[-1], max_instances=1, coalesce=True,
             next_run_time=first, misfire_grace_time=max(1, int(interval_s)),
             replace_existing=True,
+        )
+    return ids
+
+
+def add_plan_jobs(scheduler: BaseScheduler, plans: PlansService, interval_s: float,
+                  only: Collection[str] | None = None) -> list[str]:
+    """One `plans:<target>` job per target (of the `only` ones), offset by half an interval
+    from the scrapes so it reads the statements snapshot of the same round."""
+    ids = []
+    first = datetime.now(UTC) + timedelta(seconds=interval_s / 2)
+    for target in plans.jobs():
+        if only is not None and target not in only:
+            continue
+        ids.append(f"plans:{target}")
+        scheduler.add_job(
+            plans.run, "interval", seconds=interval_s, args=(target,), id=ids[-1],
+            name=ids[-1], max_instances=1, coalesce=True, next_run_time=first,
+            misfire_grace_time=max(1, int(interval_s)), replace_existing=True,
         )
     return ids
