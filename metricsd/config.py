@@ -110,6 +110,9 @@ class IngestConfig(_Model):
 _DEFAULT_COLLECTORS: dict[str, bool] = {
     "statements": True, "indexes": True, "tables": True,
     "activity": True, "database": True, "replication": True,
+    # pg-more (issue 13): server-wide views, each skipped where the server lacks it.
+    "wraparound": True, "database_size": True, "transactions": True, "blocking": True,
+    "io": True, "checkpointer": True, "bgwriter": True, "wal": True, "archiver": True,
 }
 
 
@@ -149,6 +152,9 @@ class PostgresConfig(_Model):
     query_text_cache: int = Field(20_000, ge=1)
     missing_index_min_rows: int = Field(10_000, ge=0)
     bloat_min_bytes: int = Field(1_048_576, ge=0)
+    # An index with scans, but none for this long (last_idx_scan, PostgreSQL 16+), is unused.
+    unused_index_idle: Duration = 35 * 86400.0
+    long_transactions: int = Field(10, ge=1, le=100)  # top N by age: JSON, page, series
     collectors: dict[str, bool] = {}
     targets: list[TargetConfig] = []
 

@@ -1,0 +1,34 @@
+"""Helpers for collector tests: a view's samples by labels, a database name from a DSN."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+
+def values(state: Any, collector: str, family: str, target: str = "main"
+           ) -> dict[tuple[tuple[str, str], ...], float]:
+    """{sorted labels without target: value} of one family of the latest snapshot."""
+    snapshot = state.latest(target, collector)
+    assert snapshot is not None, state.health(target)[collector]
+    metrics = state.targets[target].collectors[collector].families(snapshot)
+    out = {}
+    for metric in metrics:
+        if metric.name == family:
+            for s in metric.samples:
+                labels = tuple(sorted((k, v) for k, v in s.labels.items() if k != "target"))
+                out[labels] = s.value
+    return out
+
+
+def value(state: Any, collector: str, family: str, **labels: str) -> float | None:
+    """One sample's value (None when absent)."""
+    return values(state, collector, family).get(tuple(sorted(labels.items())))
+
+
+def dbname(dsn: str) -> str:
+    return urlsplit(dsn).path.lstrip("/")
+
+
+async def server_version(conn: Any) -> int:
+    return int(await conn.fetchval("SELECT current_setting('server_version_num')::int"))
