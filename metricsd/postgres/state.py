@@ -35,6 +35,7 @@ from metricsd.postgres.replication import ReplicationData
 from metricsd.postgres.statements import StatementsData
 from metricsd.postgres.tables import TablesData
 from metricsd.postgres.targets import PgTarget, TargetDown
+from metricsd.postgres.transactions import oldest
 
 log = logging.getLogger(__name__)
 
@@ -389,4 +390,5 @@ class PgState:
             "cache_hit_ratio": min(ratios) if ratios else None,
             "connections": connections if have_conn else None,
             "max_connections": max_connections if have_conn else None,
+            "long_transactions": oldest(self.targets.values(), self.config.long_transactions),
         }
