@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 
 from tests.postgres.views import server_version, value, values
@@ -9,6 +11,20 @@ from tests.postgres.views import server_version, value, values
 BEFORE_17 = ("SELECT checkpoints_req AS requested, buffers_checkpoint AS written"
              " FROM pg_stat_bgwriter")
 FROM_17 = "SELECT num_requested AS requested, buffers_written AS written FROM pg_stat_checkpointer"
+
+
+async def _settled(conn: asyncpg.Connection, sql: str, requested: int) -> asyncpg.Record:
+    """The counters once the checkpointer has reported `requested` checkpoints.
+
+    CHECKPOINT returns when the checkpoint is done; the checkpointer reports its
+    statistics a moment later.
+    """
+    for _ in range(100):
+        row = await conn.fetchrow(sql)
+        if row["requested"] >= requested:
+            return row
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"checkpointer never reported {requested} requested checkpoints")
 
 
 async def test_requested_checkpoints_and_written_bytes(pg_database, make_pg_state):
@@ -22,8 +38,8 @@ async def test_requested_checkpoints_and_written_bytes(pg_database, make_pg_stat
                            " generate_series(1, 20000) g")
         pages = int(await conn.fetchval("SELECT pg_relation_size('dirty')")) // block
         await conn.execute("CHECKPOINT")
+        before = await _settled(conn, sql, 1)
         assert await state.scrape("main", "checkpointer") == "ok"
-        before = await conn.fetchrow(sql)
         assert value(state, "checkpointer", "metricsd_pg_checkpointer_checkpoints",
                      kind="requested") == before["requested"]
         # An UPDATE of every row dirties every page through shared buffers (a CREATE TABLE
@@ -31,8 +47,8 @@ async def test_requested_checkpoints_and_written_bytes(pg_database, make_pg_stat
         await conn.execute("UPDATE dirty SET g = g + 1")
         await conn.execute("CHECKPOINT")
         await conn.execute("CHECKPOINT")
+        after = await _settled(conn, sql, before["requested"] + 2)
         assert await state.scrape("main", "checkpointer") == "ok"
-        after = await conn.fetchrow(sql)
     finally:
         await conn.close()
     requested = value(state, "checkpointer", "metricsd_pg_checkpointer_checkpoints",
