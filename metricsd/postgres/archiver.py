@@ -16,16 +16,16 @@ from metricsd.postgres.base import FamilyBuilder, PgCollector, Snapshot, epoch, 
 from metricsd.postgres.registry import register
 from metricsd.postgres.targets import ServerInfo
 
-# The directory is only listed when archiving is on and the role may list it.
 ARCHIVER_SQL = """
 SELECT current_setting('archive_mode') <> 'off' AS enabled,
        archived_count, failed_count, last_archived_time, last_failed_time, stats_reset,
-       CASE WHEN current_setting('archive_mode') <> 'off'
-                 AND pg_has_role(current_user, 'pg_monitor', 'USAGE')
-            THEN (SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready')
-       END AS pending
+       pg_has_role(current_user, 'pg_monitor', 'USAGE') AS may_list
 FROM pg_stat_archiver
 """
+# A separate statement: PostgreSQL checks EXECUTE on every function of a plan when it
+# starts, even in a CASE branch that never runs, so a role without the grant would fail
+# the whole view.
+PENDING_SQL = "SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'"
 
 
 @dataclass(frozen=True)
@@ -70,11 +70,14 @@ class ArchiverCollector(PgCollector):
 
     async def scrape(self, conn: asyncpg.Connection, info: ServerInfo, now: float) -> Snapshot:
         r = await conn.fetchrow(ARCHIVER_SQL)
+        pending = None
+        if r["enabled"] and r["may_list"]:
+            pending = int(await conn.fetchval(PENDING_SQL))
         return self.snapshot(now, ArchiverData(
             enabled=bool(r["enabled"]), archived=int(r["archived_count"]),
             failed=int(r["failed_count"]), last_archived=epoch(r["last_archived_time"]),
             last_failed=epoch(r["last_failed_time"]),
-            pending=None if r["pending"] is None else int(r["pending"]),
+            pending=pending,
             stats_reset=epoch(r["stats_reset"]),
         ))
 

@@ -135,7 +135,8 @@ class TargetState:
     def first_problem(self) -> str:
         """The first failing collector and why, for /readyz and the page."""
         for name, health in self.health.items():
-            if health.status not in ("ok", "pending"):
+            # A view the server lacks is a skip, not a problem to show.
+            if health.status not in ("ok", "pending", "unsupported_version"):
                 return f"{name}: {health.message or health.status}"
         return ""
 
