@@ -185,6 +185,33 @@ class PostgresConfig(_Model):
         return targets
 
 
+class PgBouncerTargetConfig(_Model):
+    """One PgBouncer admin console: dbname must be `pgbouncer`, the user a stats_users one."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    dsn: str = Field(min_length=1)
+
+
+class PgBouncerConfig(_Model):
+    """PgBouncer pools and stats, read from the admin console (SHOW POOLS, STATS, ...)."""
+
+    scrape_interval: Duration = 15.0
+    scrape_timeout: Duration = 5.0
+    connect_timeout: Duration = 5.0
+    max_pools: int = Field(1000, ge=1)  # (database, user) pools exported per target
+    targets: list[PgBouncerTargetConfig] = []
+
+    @field_validator("targets")
+    @classmethod
+    def _unique_targets(cls, targets: list[PgBouncerTargetConfig]
+                        ) -> list[PgBouncerTargetConfig]:
+        names = [target.name for target in targets]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"target names must be unique, repeated: {', '.join(duplicates)}")
+        return targets
+
+
 class ReceiverConfig(_Model):
     """A webhook that gets notifications, in Alertmanager's format or Slack's."""
 
@@ -277,6 +304,7 @@ class Config(_Model):
     shutdown_timeout: Duration = 10.0
     ingest: IngestConfig = IngestConfig()
     postgres: PostgresConfig = PostgresConfig()
+    pgbouncer: PgBouncerConfig = PgBouncerConfig()
     alerting: AlertingConfig = AlertingConfig()
     admin: AdminConfig = AdminConfig()
 

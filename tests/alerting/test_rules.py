@@ -25,6 +25,9 @@ SHIPPED = {
     "WebVitalsCLSNeedsImprovement", "PostgresTargetDown", "PostgresSlowStatement",
     "PostgresConnectionUtilizationHigh", "PostgresCacheHitRatioLow",
     "PostgresReplicationLagHigh", "PostgresInvalidIndex", "MetricsdDroppingSeries",
+    # pg-more (issue 13): PgBouncer and PostgreSQL maintenance.
+    "PgBouncerDown", "PgBouncerPoolUtilizationHigh", "PgBouncerClientsWaiting",
+    "PgBouncerClientConnectionsHigh", "PostgresWraparoundRisk", "PostgresArchivingFailing",
 }
 
 
@@ -61,7 +64,8 @@ def test_shipped_rules_load_in_metricsd_and_cover_the_issue(make_config):
             assert name in documented, name
 
 
-@pytest.mark.parametrize("test_file", ["alerts_test.yml", "semantics_test.yml"])
+@pytest.mark.parametrize("test_file", ["alerts_test.yml", "semantics_test.yml",
+                                       "pgbouncer_test.yml"])
 def test_rule_unit_tests_pass_in_metricsd_and_in_promtool(test_file):
     """Same file, two engines: metricsd must agree with Prometheus on every expectation."""
     path = RULE_TESTS / test_file
@@ -86,7 +90,7 @@ def test_rules_test_reports_a_wrong_expectation(tmp_path, capsys):
 
 def test_rules_check_cli(tmp_path, capsys):
     assert run_rules_command("check", [str(ALERTS_YML)]) == 0
-    assert "SUCCESS: 15 rule(s)" in capsys.readouterr().out
+    assert f"SUCCESS: {len(SHIPPED)} rule(s)" in capsys.readouterr().out
     bad = tmp_path / "bad.yml"
     bad.write_text("groups:\n  - name: g\n    rules:\n      - alert: Rated\n"
                    "        expr: rate(metricsd_api_requests_total[5m]) > 1\n")
