@@ -391,5 +391,7 @@ class PgState:
             "cache_hit_ratio": min(ratios) if ratios else None,
             "connections": connections if have_conn else None,
             "max_connections": max_connections if have_conn else None,
-            "long_transactions": oldest(self.targets.values(), self.config.long_transactions),
+            # "Long" on the page: older than a slow statement; the JSON API lists all.
+            "long_transactions": oldest(self.targets.values(), self.config.long_transactions,
+                                        self.config.slow_query_ms / 1000.0),
         }

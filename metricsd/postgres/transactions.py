@@ -82,13 +82,15 @@ class HasData(Protocol):
     def data(self, collector: str) -> Any: ...
 
 
-def oldest(targets: Iterable[HasData], limit: int) -> list[dict[str, Any]]:
-    """The oldest open transactions over the given targets, oldest first."""
+def oldest(targets: Iterable[HasData], limit: int, min_age_s: float = 0.0
+           ) -> list[dict[str, Any]]:
+    """The oldest open transactions (at least `min_age_s` old) over the targets, oldest first."""
     rows = []
     for ts in targets:
         data: TransactionsData | None = ts.data("transactions")
         if data is not None:
-            rows += [{"target": ts.name, **t.as_dict()} for t in data.transactions]
+            rows += [{"target": ts.name, **t.as_dict()} for t in data.transactions
+                     if t.age_s >= min_age_s]
     rows.sort(key=lambda r: (-r["age_seconds"], r["target"], r["pid"]))
     return rows[:limit]
 

@@ -67,3 +67,27 @@ async def test_metricsd_sessions_are_not_counted(pg_database, make_pg_state):
     assert set(statuses) == {"ok"}
     apps = {t.application for t in state.latest("main", "transactions").data.transactions}
     assert "metricsd" not in apps
+
+
+def test_oldest_merges_targets_and_filters_by_age():
+    from metricsd.postgres.transactions import Transaction, TransactionsData, oldest
+
+    def tx(pid: int, age: float) -> Transaction:
+        return Transaction(rank=0, pid=pid, datname="d", user="u", application="a",
+                           state="idle in transaction", wait_event_type="", wait_event="",
+                           age_s=age, state_s=None, started_at=None, xmin_age=None, query="")
+
+    class Target:
+        def __init__(self, name: str, data: TransactionsData | None) -> None:
+            self.name, self._data = name, data
+
+        def data(self, collector: str) -> TransactionsData | None:
+            assert collector == "transactions"
+            return self._data
+
+    targets = [Target("a", TransactionsData((tx(1, 9.0), tx(2, 0.05)), 2)),
+               Target("b", TransactionsData((tx(3, 4.0),), 1)), Target("down", None)]
+    assert [(r["target"], r["pid"]) for r in oldest(targets, 10)] == [
+        ("a", 1), ("b", 3), ("a", 2)]
+    assert [r["pid"] for r in oldest(targets, 10, min_age_s=0.5)] == [1, 3]
+    assert [r["pid"] for r in oldest(targets, 1)] == [1]
