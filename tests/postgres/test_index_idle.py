@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from metricsd.postgres.indexes import idle
-from tests.postgres.views import server_version
+from tests.postgres.views import flush_stats, server_version
 
 
 async def _scan_once(dsn: str) -> int:
@@ -20,8 +20,7 @@ async def _scan_once(dsn: str) -> int:
             SET enable_seqscan = off; SET enable_bitmapscan = off;
         """)
         await conn.fetch("SELECT id FROM items WHERE a = 1")
-        await conn.execute("SELECT pg_stat_force_next_flush()")
-        await conn.execute("SELECT 1")
+        await flush_stats(conn)
         return await server_version(conn)
     finally:
         await conn.close()

@@ -6,18 +6,9 @@ import asyncio
 
 import asyncpg
 
-from tests.postgres.views import server_version, value
+from tests.postgres.views import flush_stats, server_version, value
 
 LSN = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::int8"
-
-
-async def _flush(conn: asyncpg.Connection, version: int) -> None:
-    """Make this backend's WAL statistics visible now (15+), or wait for the flush (14)."""
-    if version >= 150000:
-        await conn.execute("SELECT pg_stat_force_next_flush()")
-        await conn.execute("SELECT 1")
-    else:
-        await asyncio.sleep(0.6)
 
 
 async def test_wal_position_and_bytes_follow_writes(pg_database, make_pg_state):
@@ -25,7 +16,7 @@ async def test_wal_position_and_bytes_follow_writes(pg_database, make_pg_state):
     conn = await asyncpg.connect(pg_database)
     try:
         version = await server_version(conn)
-        await _flush(conn, version)
+        await flush_stats(conn)
         start = await conn.fetchval(LSN)
         assert await state.scrape("main", "wal") == "ok"
         first = value(state, "wal", "metricsd_pg_wal_position_bytes")
@@ -34,7 +25,7 @@ async def test_wal_position_and_bytes_follow_writes(pg_database, make_pg_state):
         records_before = value(state, "wal", "metricsd_pg_wal_records")
         await conn.execute("CREATE TABLE w (g int, h text)")
         await conn.execute("INSERT INTO w SELECT g, md5(g::text) FROM generate_series(1, 50000) g")
-        await _flush(conn, version)
+        await flush_stats(conn)
         written = await conn.fetchval(LSN) - first
         assert written > 1_000_000
         assert await state.scrape("main", "wal") == "ok"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,3 +33,12 @@ def dbname(dsn: str) -> str:
 
 async def server_version(conn: Any) -> int:
     return int(await conn.fetchval("SELECT current_setting('server_version_num')::int"))
+
+
+async def flush_stats(conn: Any) -> None:
+    """Make this backend's statistics visible now (15+), or wait for the flush (13, 14)."""
+    if await server_version(conn) >= 150000:
+        await conn.execute("SELECT pg_stat_force_next_flush()")
+        await conn.execute("SELECT 1")  # the flush happens at the end of a transaction
+    else:
+        await asyncio.sleep(0.7)  # PGSTAT_STAT_INTERVAL is 500 ms before 15
