@@ -28,6 +28,7 @@ SHIPPED = {
     # pg-more (issue 13): PgBouncer and PostgreSQL maintenance.
     "PgBouncerDown", "PgBouncerPoolUtilizationHigh", "PgBouncerClientsWaiting",
     "PgBouncerClientConnectionsHigh", "PostgresWraparoundRisk", "PostgresArchivingFailing",
+    "PostgresPlanRegression",
 }
 
 
@@ -103,7 +104,7 @@ def test_rules_check_cli(tmp_path, capsys):
     ("rate(x_total[5m]) > 1", "function rate() is outside the supported subset"),
     ("topk(3, x)", "aggregation topk() is outside the subset"),
     ("x offset 5m > 1", "offset"),
-    ("x + on(a) group_left b", "group_left"),
+    ("x and on(a) group_left b", "no grouping allowed"),
     ("42", "must return an instant vector"),
     ('{job="x"}', "must name its metric"),
     ("x >", "invalid PromQL"),
