@@ -81,7 +81,8 @@ async def activity(request: web.Request) -> web.Response:
     state = request.app[PG_STATE]
     target = _target(request)
     raw_limit = request.query.get("limit", str(state.config.long_transactions))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+    # ASCII digits only: "²".isdigit() is True, but int("²") raises.
+    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= MAX_LIMIT:
         raise web.HTTPBadRequest(reason=f"limit must be an integer in 1..{MAX_LIMIT}")
     selected = [state.targets[n] for n in ([target] if target else state.target_names())]
     return web.json_response({

@@ -46,7 +46,8 @@ async def test_activity_json_and_page_show_the_open_transaction_and_blocker(
         await waiter.close()
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=x", "target=nope"])
+@pytest.mark.parametrize("query", ["limit=0", "limit=x", "limit=%C2%B2", "limit=10001",
+                                   "target=nope"])
 async def test_activity_rejects_bad_parameters(pg_client, query):  # noqa: F811
     response = await pg_client.get(f"/v1/postgres/activity?{query}")
     assert response.status in (400, 404)
