@@ -123,6 +123,14 @@ def spec(name: str, kind: str, doc: str, *labels: str) -> Family:
     return Family(name, kind, doc, ("target", *labels))
 
 
+async def fetch_one(conn: asyncpg.Connection, sql: str, *args: Any) -> asyncpg.Record:
+    """The row of a one-row statistics query; no row at all is a query error."""
+    row = await conn.fetchrow(sql, *args)
+    if row is None:
+        raise CollectorStatusError("query_error", "the statistics query returned no row")
+    return row
+
+
 def epoch(value: Any) -> float | None:
     """A timestamptz (datetime) as Unix seconds, None stays None."""
     return None if value is None else float(value.timestamp())
