@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import cast
 
 import numpy as np
@@ -139,9 +140,14 @@ class StoreRows:
         self.view = view
         self.const = dict(const)
         self.prefix = label_string(self.const) + "," if const else ""
-        version, stamp = source.store.pool.change_marks(stats.slots)
-        self.marks = Marks(f"{view.family.name}:{family.spec.name}", source.store.pool.slots,
-                           stats.slots, version, stamp)
+
+    @cached_property
+    def marks(self) -> Marks:
+        """Ring versions and stats times: only the writer asks (readers never pay for it)."""
+        pool = self.source.store.pool
+        version, stamp = pool.change_marks(self.stats.slots)
+        return Marks(f"{self.view.family.name}:{self.family.spec.name}", pool.slots,
+                     self.stats.slots, version, stamp)
 
     def __len__(self) -> int:
         return len(self.stats.keys)
