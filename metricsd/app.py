@@ -12,14 +12,19 @@ from aiohttp import web
 
 from metricsd import alerting, core, ingest, overview, postgres
 from metricsd import web as routes
+from metricsd.clientlog import ConciseServerLog
 from metricsd.config import Config
 from metricsd.web.auth import admin_auth
 
 
 def create_app(config: Config) -> web.Application:
     """Build the application; I/O happens only in the cleanup contexts."""
+    # Request bodies are decompressed by the beacon routes themselves (bounded, strict):
+    # aiohttp's decompression accepts trailing garbage and answers corrupt data with a 500.
     app = web.Application(client_max_size=config.ingest.max_body_bytes,
-                          middlewares=[admin_auth])
+                          middlewares=[admin_auth],
+                          handler_args={"auto_decompress": False,
+                                        "logger": ConciseServerLog()})
     core.setup(app, config)  # config, registry, scheduler, readiness
     ingest.setup(app)  # store, beacon kinds, rate limiter, expiry job
     postgres.setup(app)  # targets, pools (context), scrape jobs, exporter

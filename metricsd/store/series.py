@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from metricsd.labels import require_clean
 from metricsd.store.ring import CHUNK, TICK_SECONDS, FloatArray, RingPool, block_stats
 
 QUANTILES: tuple[float, ...] = (0.5, 0.75, 0.9, 0.95, 0.99)
@@ -218,6 +219,9 @@ class Store:
         """The slot of `key`, allocating one; None (and counted) when the budget is spent."""
         slot = family.slot_of.get(key)
         if slot is None:
+            # Every new series passes here, so no path can forget metricsd.labels: a key
+            # that skipped it raises LabelError instead of poisoning every later scrape.
+            require_clean(key)
             slot = self.pool.allocate()
             if slot is None:
                 self.dropped[family.spec.name] += 1

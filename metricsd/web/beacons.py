@@ -9,11 +9,12 @@ from __future__ import annotations
 import hmac
 import json
 import math
+import re
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp_cors
 import orjson
 from aiohttp import hdrs, web
 
@@ -52,16 +53,28 @@ def beacon_handler(name: str) -> Handler:
     async def handle(request: web.Request) -> web.Response:
         app = request.app
         counters = app[SELF_METRICS]
+        config = app[CONFIG].ingest
+        origin = request.headers.get(hdrs.ORIGIN) if cors else None
+        granted = False
         try:
-            response = await checks.handle(request, app[BEACON_TYPES][name], app[CONFIG].ingest)
+            if origin is not None:
+                allowed_origin(origin, config.cors_origins)
+                granted = True
+            response = await checks.handle(request, app[BEACON_TYPES][name], config)
         except Refused as exc:
             counters.rejected[(name, exc.reason)] += 1
             if exc.status == 429:
                 counters.rate_limited[name] += 1
             response = _json(exc.status, {"error": str(exc), "reason": exc.reason}, exc.headers)
+        except BeaconError as exc:  # a check that escaped its item (a bug): still a 4xx
+            counters.rejected[(name, exc.reason)] += 1
+            response = _json(400, {"error": str(exc), "reason": exc.reason})
         counters.requests[(name, response.status)] += 1
         if cors:  # the allowed origin is echoed, so caches must key on it
             response.headers[hdrs.VARY] = hdrs.ORIGIN
+            if granted:
+                assert origin is not None
+                response.headers.update(_cors_headers(origin))
         return response
 
     return handle
@@ -86,6 +99,7 @@ class BeaconChecks:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise _too_large(config) from None
+        body = decompress(body, request.headers.get(hdrs.CONTENT_ENCODING), config)
         ctx = Context(now, request.headers.get(hdrs.REFERER))
         result = beacon.ingest_body(body, ctx)
         if result is not None:
@@ -115,7 +129,9 @@ class BeaconChecks:
         challenge = {"WWW-Authenticate": 'Bearer realm="metricsd"'}
         if scheme.lower() != "bearer" or not presented:
             raise Refused(401, "unauthorized", "missing bearer token", challenge)
-        candidate = presented.strip().encode()
+        # Header text is undecoded bytes (aiohttp keeps them as lone surrogates); compare
+        # those bytes, so a token that is not UTF-8 is just a wrong token, never a 500.
+        candidate = presented.strip().encode("utf-8", "surrogateescape")
         # Compare against every token so the time taken does not say which one nearly matched.
         matched = None
         for token in config.tokens:
@@ -147,18 +163,147 @@ class BeaconChecks:
                           {"Retry-After": retry})
 
 
+# Beacons nest two or three levels deep (a batch, an item, an attribution object).
+MAX_JSON_DEPTH = 32
+# A JSON string (with escapes) or one bracket: enough to measure nesting without decoding.
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+# Integers longer than this are read as floats (so 10**400 is an out-of-range number for
+# its item, not a 4300-digit conversion error for the whole body).
+_MAX_INT_DIGITS = 30
+
+
+def json_depth(body: bytes, limit: int) -> int:
+    """The nesting depth of a JSON text, counted up to `limit + 1` without decoding it."""
+    depth = deepest = 0
+    for match in _JSON_TOKEN.finditer(body):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    break
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return deepest
+
+
+def _parse_int(text: str) -> int | float:
+    return int(text) if len(text) <= _MAX_INT_DIGITS else float(text)
+
+
 def decode(body: bytes) -> Any:
     """JSON by orjson; on failure, by the standard library, which also reads NaN and
-    Infinity (Python's json.dumps writes them), so such items are refused one by one
-    while the rest of their batch is kept."""
+    Infinity (Python's json.dumps writes them) and integers of any size, so such items
+    are refused one by one while the rest of their batch is kept.
+
+    orjson refuses nesting deeper than 1024 in C before it builds anything; the fallback
+    measures depth first (MAX_JSON_DEPTH), so the stdlib decoder never recurses deeply.
+    """
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         error = exc
+    if json_depth(body, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise Refused(400, "invalid_json",
+                      f"body nests deeper than {MAX_JSON_DEPTH} levels") from None
     try:
-        return json.loads(body)
-    except (ValueError, RecursionError):  # JSONDecodeError, bad UTF-8, huge ints; deep nesting
+        return json.loads(body, parse_int=_parse_int)
+    except (ValueError, RecursionError):  # JSONDecodeError, bad UTF-8; deep nesting
         raise Refused(400, "invalid_json", f"body is not valid JSON: {error}") from None
+
+
+# Content codings a beacon may use, as zlib window bits (gzip header, zlib header).
+_CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS,
+            "deflate": zlib.MAX_WBITS}
+
+
+def decompress(body: bytes, coding: str | None, config: IngestConfig) -> bytes:
+    """The body without its Content-Encoding: 415 unknown, 400 corrupt, 413 too large.
+
+    aiohttp's own decompression is off (app.py), because it lets trailing garbage pass
+    and turns a corrupt stream into a 500; here the output is bounded to
+    ingest.max_body_bytes while it is inflated, so a bomb costs that much at most.
+    """
+    if coding is None:
+        return body
+    name = coding.strip().lower()
+    if name in ("", "identity"):
+        return body
+    wbits = _CODINGS.get(name)
+    if wbits is None:
+        shown = name.encode("utf-8", "surrogateescape")[:40].decode("ascii", "replace")
+        raise Refused(415, "unsupported_encoding",
+                      f"Content-Encoding {shown!r} is not supported: use gzip, deflate "
+                      "or identity", {"Accept-Encoding": "gzip, deflate, identity"})
+    limit = config.max_body_bytes
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error:
+        if name != "deflate":
+            raise _corrupt(name) from None
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, as some clients send
+        try:
+            out = inflater.decompress(body, limit + 1)
+        except zlib.error:
+            raise _corrupt(name) from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise Refused(413, "body_too_large",
+                      f"decompressed body exceeds ingest.max_body_bytes ({limit} bytes)")
+    if not inflater.eof:
+        raise Refused(400, "bad_encoding", f"{name} body is truncated")
+    if inflater.unused_data:
+        raise Refused(400, "bad_encoding", f"{name} body has trailing data after its end")
+    return out
+
+
+def _corrupt(name: str) -> Refused:
+    return Refused(400, "bad_encoding", f"body is not valid {name} data")
+
+
+# --- CORS: an allow-list, enforced (not only advertised) ---------------------------------
+
+def allowed_origin(origin: str, allowed: list[str]) -> None:
+    """Refuse (403) a request whose Origin is not allowed; browsers send it on every
+    cross-origin POST, so withholding the CORS header alone would still ingest it."""
+    if not origin.isascii() or not origin.isprintable():
+        raise Refused(400, "bad_origin", "Origin must be printable ASCII")
+    if "*" in allowed or origin in allowed:
+        return
+    raise Refused(403, "origin_not_allowed",
+                  "Origin is not in ingest.cors_origins: this site may not send beacons here")
+
+
+def _cors_headers(origin: str) -> dict[str, str]:
+    # Beacons may carry cookies, so the allowed origin is echoed, never "*".
+    return {"Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Credentials": "true"}
+
+
+def preflight_handler(name: str) -> Handler:
+    """OPTIONS for a browser beacon route: 200 with the CORS grant, or 403."""
+
+    async def preflight(request: web.Request) -> web.Response:
+        origin = request.headers.get(hdrs.ORIGIN)
+        method = request.headers.get(hdrs.ACCESS_CONTROL_REQUEST_METHOD)
+        if origin is None or method is None:
+            return _json(400, {"error": "a CORS preflight needs Origin and "
+                                        "Access-Control-Request-Method",
+                               "reason": "bad_preflight"})
+        try:
+            allowed_origin(origin, request.app[CONFIG].ingest.cors_origins)
+        except Refused as exc:
+            return _json(exc.status, {"error": str(exc), "reason": exc.reason})
+        if method.upper() != "POST":
+            return _json(403, {"error": "only POST is allowed", "reason": "method_not_allowed"})
+        return web.Response(status=200, headers={
+            **_cors_headers(origin), hdrs.VARY: hdrs.ORIGIN,
+            "Access-Control-Allow-Methods": "POST",
+            "Access-Control-Allow-Headers": "Content-Type",
+            "Access-Control-Max-Age": "86400"})
+
+    return preflight
 
 
 def _too_large(config: IngestConfig) -> Refused:
@@ -172,16 +317,10 @@ async def unknown_type(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    """Routes for every registered beacon type, CORS for the browser ones."""
-    config = app[CONFIG].ingest
-    cors = aiohttp_cors.setup(app)
-    # Beacons may carry cookies, so the allowed origin is echoed, never "*".
-    options = aiohttp_cors.ResourceOptions(
-        allow_credentials=True, allow_headers=("Content-Type",), max_age=86400
-    )
-    origins = {origin: options for origin in config.cors_origins}
+    """Routes for every registered beacon type, CORS preflight for the browser ones."""
     for name, cls in BEACONS.items():
-        route = app.router.add_post(f"/v1/beacons/{name}", beacon_handler(name))
-        if cls.cors and origins:
-            cors.add(route, origins)
+        app.router.add_post(f"/v1/beacons/{name}", beacon_handler(name))
+        if cls.cors:
+            app.router.add_route(hdrs.METH_OPTIONS, f"/v1/beacons/{name}",
+                                 preflight_handler(name))
     app.router.add_route("*", "/v1/beacons/{type}", unknown_type)
