@@ -83,6 +83,17 @@ class RateLimitConfig(_Model):
     trusted_proxies: list[IPvAnyNetwork] = []
 
 
+class BudgetsConfig(_Model):
+    """Series per beacon kind out of ingest.max_series; null takes the default share."""
+
+    timings: int | None = Field(None, ge=1)  # authenticated API series; default 70%
+    vitals: int | None = Field(None, ge=1)  # anonymous browser series; default 30%
+
+
+# Share of ingest.max_series a kind gets when ingest.budgets does not say.
+DEFAULT_BUDGET_SHARES: dict[str, float] = {"timings": 0.7, "vitals": 0.3}
+
+
 class IngestConfig(_Model):
     """Beacon ingestion limits and access."""
 
@@ -98,6 +109,31 @@ class IngestConfig(_Model):
     vitals_dedupe_ttl: Duration = 1800.0
     vitals_dedupe_max_ids: int = Field(200_000, ge=1)
     rate_limit: RateLimitConfig = RateLimitConfig()
+    budgets: BudgetsConfig = BudgetsConfig()
+
+    def series_budgets(self) -> dict[str, int]:
+        """Series per beacon kind: what budgets sets, the rest of max_series to the others.
+
+        Separate budgets mean anonymous browser traffic (vitals, any page a visitor makes
+        up) can fill only its own share, never the slots of authenticated API series.
+        """
+        given = {k: v for k, v in self.budgets.model_dump().items() if v is not None}
+        left = self.max_series - sum(given.values())
+        unset = [k for k in DEFAULT_BUDGET_SHARES if k not in given]
+        total_share = sum(DEFAULT_BUDGET_SHARES[k] for k in unset)
+        out = dict(given)
+        for kind in unset:
+            out[kind] = max(1, int(left * DEFAULT_BUDGET_SHARES[kind] / total_share))
+        return out
+
+    @model_validator(mode="after")
+    def _budgets_fit(self) -> IngestConfig:
+        given = [v for v in self.budgets.model_dump().values() if v is not None]
+        unset = len(DEFAULT_BUDGET_SHARES) - len(given)
+        if sum(given) + unset > self.max_series:
+            raise ValueError(f"budgets ({sum(given)} series, plus at least 1 per unset kind) "
+                             f"exceed max_series ({self.max_series})")
+        return self
 
     @field_validator("tokens")
     @classmethod

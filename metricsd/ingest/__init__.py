@@ -43,6 +43,7 @@ def setup(app: web.Application) -> None:
         window_seconds=config.window.seconds,
         idle_timeout=config.series_idle_timeout,
         started_at=time.time(),
+        budgets=config.series_budgets(),
     )
     counters = app[SELF_METRICS] = SelfMetrics()
     app[BEACON_TYPES] = {name: cls(config, store, counters) for name, cls in BEACONS.items()}
@@ -54,6 +55,8 @@ def setup(app: web.Application) -> None:
     app[REGISTRY].register(SelfCollector(store, counters))
     app[READINESS]["ingest"] = lambda: {
         "ok": True, "series": store.series_count, "max_series": store.pool.slots,
+        "budgets": {kind: {"series": store.in_budget[kind], "limit": limit}
+                    for kind, limit in store.budgets.items()},
     }
     app[SCHEDULER].add_job(_expire, "interval", args=[store], seconds=60,
                            id=EXPIRE_JOB, max_instances=1, coalesce=True)

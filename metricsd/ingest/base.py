@@ -138,7 +138,8 @@ class BeaconType(ABC):
 
 
 SERIES_LIMIT = BeaconError(
-    "series limit reached (ingest.max_series): sample dropped", "series_limit"
+    "series limit reached (ingest.max_series, or this kind's share in ingest.budgets): "
+    "sample dropped", "series_limit"
 )
 
 

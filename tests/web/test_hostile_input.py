@@ -269,14 +269,23 @@ def test_numbers_of_any_size_in_vitals(server, field, literal):
 
 @pytest.mark.parametrize("depth", [33, 100, 1025, 10_000, 30_000])
 @pytest.mark.parametrize("route", ["/v1/beacons/timings", "/v1/beacons/vitals"])
-@pytest.mark.parametrize("shape", ["array", "object", "mixed-nan"])
+@pytest.mark.parametrize("shape", ["array", "object", "mixed-nan", "unclosed", "in-strings"])
 def test_any_nesting_depth_is_a_400(server, depth, route, shape):
     if shape == "array":
         body = b"[" * depth + b"]" * depth
     elif shape == "object":
         body = b'{"a":' * depth + b"1" + b"}" * depth
-    else:  # NaN sends the body to the stdlib fallback decoder
+    elif shape == "mixed-nan":  # NaN sends the body to the stdlib fallback decoder
         body = b"[NaN," + b"[" * depth + b"]" * depth + b"]"
+    elif shape == "unclosed":
+        body = b"[NaN," + b"[" * depth
+    else:  # brackets inside strings do not nest: a valid batch, its items judged one by one
+        body = json.dumps([{**TIMING, "service": "[" * depth}, TIMING]).encode()
+        body = body.replace(b'"duration_ms": 5.0}]', b'"duration_ms": NaN}]')
+        status, payload, _ = raw(server, "POST", route,
+                                 [(b"Authorization", f"Bearer {TOKEN}".encode())], body)
+        assert status in (202, 400) and "errors" in json.loads(payload), payload
+        return
     if len(body) > MAX_BODY:
         body = body[: MAX_BODY // 2 - 1] + body[-(MAX_BODY // 2 - 1):]
     status, payload, _ = raw(server, "POST", route,
