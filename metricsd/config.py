@@ -299,12 +299,22 @@ class AdminConfig(_Model):
     history_minutes: int = Field(180, ge=10, le=10_080)
 
 
+class ServerConfig(_Model):
+    """HTTP connections: how long a client may take, how many sockets one address may hold."""
+
+    header_timeout: Duration = 10.0  # from a request's first byte to the end of its headers
+    body_timeout: Duration = 30.0  # to receive a beacon body; then 408 and the socket closes
+    keepalive_timeout: Duration = 75.0  # an idle connection (no request) is closed after this
+    max_connections_per_ip: int = Field(256, ge=1)  # beyond: 429; trusted proxies exempt
+
+
 class Config(_Model):
     """The whole configuration; read-only once metricsd runs."""
 
     listen: str = "127.0.0.1:9811"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_timeout: Duration = 10.0
+    server: ServerConfig = ServerConfig()
     ingest: IngestConfig = IngestConfig()
     postgres: PostgresConfig = PostgresConfig()
     alerting: AlertingConfig = AlertingConfig()

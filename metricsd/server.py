@@ -4,6 +4,7 @@ aiohttp's own shutdown marks every connection closing at once, and from then on 
 request bytes still arriving, so a beacon whose body is in transit is lost. Here the
 listening socket closes first, requests already started get up to `shutdown_timeout` to
 complete, and only then does aiohttp's cleanup run (idle connections, cleanup contexts).
+Sockets go through a ConnectionGuard (header timeout, connections per IP; connguard.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from metricsd.app import create_app
 from metricsd.config import Config
+from metricsd.connguard import ConnectionGuard, GuardedSite
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +54,21 @@ async def drain(runner: web.AppRunner, grace: float) -> int:
 
 async def run(config: Config) -> None:
     """Serve until a signal; then stop listening, drain, and clean up."""
+    limits = config.server
     runner = web.AppRunner(create_app(config), access_log=None,
-                           shutdown_timeout=config.shutdown_timeout, handle_signals=False)
+                           shutdown_timeout=config.shutdown_timeout, handle_signals=False,
+                           keepalive_timeout=limits.keepalive_timeout)
     await runner.setup()
+    guard = ConnectionGuard(limits.header_timeout, limits.keepalive_timeout,
+                            limits.max_connections_per_ip,
+                            config.ingest.rate_limit.trusted_proxies)
+    sweeper = asyncio.create_task(guard.run())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        site = web.TCPSite(runner, config.host, config.port)
+        site = GuardedSite(runner, config.host, config.port, guard)
         await site.start()
         log.info("metricsd listening on http://%s:%d", config.host, config.port)
         await stop.wait()
@@ -71,6 +79,7 @@ async def run(config: Config) -> None:
             log.warning("%d request(s) still running after %gs; cancelling them",
                         left, config.shutdown_timeout)
     finally:
+        sweeper.cancel()
         await runner.cleanup()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -6,8 +6,10 @@ metricsd_ingest_requests_total{type,code}; nothing a client sends can produce a 
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
+import logging
 import math
 import re
 import time
@@ -17,13 +19,17 @@ from typing import Any
 
 import orjson
 from aiohttp import hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 
+from metricsd.clientlog import one_line
 from metricsd.config import IngestConfig
 from metricsd.core import CONFIG
 from metricsd.errors import BeaconError
 from metricsd.ingest import BEACON_TYPES, RATE_LIMITER, SELF_METRICS
 from metricsd.ingest.base import BEACONS, BeaconType, Context
 from metricsd.ingest.ratelimit import client_address, is_loopback
+
+log = logging.getLogger(__name__)
 
 JSON = "application/json"
 Handler = Callable[[web.Request], Awaitable[web.Response]]
@@ -33,11 +39,13 @@ class Refused(BeaconError):
     """A whole request is refused: status code, reason code, message, extra headers."""
 
     def __init__(
-        self, status: int, reason: str, message: str, headers: dict[str, str] | None = None
+        self, status: int, reason: str, message: str, headers: dict[str, str] | None = None,
+        close: bool = False,
     ) -> None:
         super().__init__(message, reason)
         self.status = status
         self.headers = headers or {}
+        self.close = close  # answer, then close the connection (a body still trickling in)
 
 
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
@@ -55,7 +63,7 @@ def beacon_handler(name: str) -> Handler:
         counters = app[SELF_METRICS]
         config = app[CONFIG].ingest
         origin = request.headers.get(hdrs.ORIGIN) if cors else None
-        granted = False
+        granted = close = False
         try:
             if origin is not None:
                 allowed_origin(origin, config.cors_origins)
@@ -66,6 +74,7 @@ def beacon_handler(name: str) -> Handler:
             if exc.status == 429:
                 counters.rate_limited[name] += 1
             response = _json(exc.status, {"error": str(exc), "reason": exc.reason}, exc.headers)
+            close = exc.close
         except BeaconError as exc:  # a check that escaped its item (a bug): still a 4xx
             counters.rejected[(name, exc.reason)] += 1
             response = _json(400, {"error": str(exc), "reason": exc.reason})
@@ -75,6 +84,8 @@ def beacon_handler(name: str) -> Handler:
             if granted:
                 assert origin is not None
                 response.headers.update(_cors_headers(origin))
+        if close:
+            await _answer_and_close(request, response)
         return response
 
     return handle
@@ -95,10 +106,7 @@ class BeaconChecks:
         length = request.content_length
         if length is not None and length > config.max_body_bytes:
             raise _too_large(config)
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise _too_large(config) from None
+        body = await read_body(request, request.app[CONFIG].server.body_timeout, config)
         body = decompress(body, request.headers.get(hdrs.CONTENT_ENCODING), config)
         ctx = Context(now, request.headers.get(hdrs.REFERER))
         result = beacon.ingest_body(body, ctx)
@@ -161,6 +169,37 @@ class BeaconChecks:
             raise Refused(429, "rate_limited",
                           f"rate limit of {limits.requests_per_second:g} requests/s exceeded",
                           {"Retry-After": retry})
+
+
+async def read_body(request: web.Request, limit_s: float, config: IngestConfig) -> bytes:
+    """The raw body within `limit_s` (408 and close), bounded (413), whole (else 400)."""
+    try:
+        async with asyncio.timeout(limit_s):
+            return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large(config) from None
+    except TimeoutError:
+        log.info("client error: %s: body not received within server.body_timeout (%gs); "
+                 "answered 408 and closed", request.remote, limit_s)
+        raise Refused(408, "body_timeout",
+                      f"body not received within server.body_timeout ({limit_s:g}s)",
+                      close=True) from None
+    except (ConnectionError, HttpProcessingError) as exc:  # aborted, bad chunking, short
+        log.info("client error: %s: body not read: %s", request.remote, one_line(exc))
+        raise Refused(400, "bad_body", "the body ended early or was malformed",
+                      close=True) from None
+
+
+async def _answer_and_close(request: web.Request, response: web.Response) -> None:
+    """Send `response` now and close the socket, without waiting for the rest of a body
+    (aiohttp would otherwise keep reading it for `lingering_time`)."""
+    response.force_close()
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    except (ConnectionError, RuntimeError):  # the client is already gone
+        pass
+    request.protocol.force_close()
 
 
 # Beacons nest two or three levels deep (a batch, an item, an attribution object).
