@@ -182,6 +182,9 @@ class PostgresConfig(_Model):
     slow_query_ms: float = Field(500.0, gt=0)
     top_statements: int = Field(50, ge=1, le=10_000)
     query_text_length: int = Field(1000, ge=16, le=100_000)
+    # Query text can hold literals (emails, tokens) and /metrics is open to anyone who can
+    # reach the port: metricsd_pg_statements_query_info is exported only when this is on.
+    export_query_text: bool = False
     query_text_cache: int = Field(20_000, ge=1)
     missing_index_min_rows: int = Field(10_000, ge=0)
     bloat_min_bytes: int = Field(1_048_576, ge=0)

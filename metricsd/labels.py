@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable
+from typing import Any
 
 from metricsd.errors import LabelError
 
@@ -79,12 +80,19 @@ def clean(value: str, max_len: int = MAX_LABEL_LENGTH) -> str:
 
 
 def clean_text(value: str, max_len: int) -> str:
-    """Like `clean`, but keeps line breaks and tabs (alert annotations are multi-line)."""
+    """Like `clean`, but keeps line breaks (annotations, SQL); tabs become spaces."""
+    if is_clean(value, max_len):
+        return value
     lines = value.split("\n")
     joined = "\n".join(clean(line.replace("\t", " ")) for line in lines)
     if len(joined) > max_len:
         joined = joined[: max_len - 1] + ELLIPSIS
     return joined
+
+
+def clean_row(row: dict[str, Any], max_len: int = 200_000) -> dict[str, Any]:
+    """`clean_text` over the text values of a row (names and query text for JSON views)."""
+    return {k: clean_text(v, max_len) if type(v) is str else v for k, v in row.items()}
 
 
 def clean_all(labels: dict[str, str], max_len: int = MAX_LABEL_LENGTH) -> dict[str, str]:
