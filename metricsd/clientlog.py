@@ -38,9 +38,21 @@ def client_fault(exc: BaseException | None) -> bool:
 
 
 def one_line(exc: BaseException) -> str:
-    """`BadHttpMessage: Invalid header value char` with no newlines, bounded."""
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}"[:300]
+    """`BadHttpMessage: Invalid header value char`: one line, bounded, and without the
+    bytes aiohttp quotes after it (they may be part of a credential)."""
+    if isinstance(exc, http_exceptions.HttpProcessingError):
+        lines = str(exc.message).strip().splitlines() or [""]
+        text = lines[0].rstrip(": ")
+    else:
+        text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"[:200]
+
+
+def _format(msg: object, args: tuple[object, ...]) -> str:
+    try:
+        return str(msg) % args if args else str(msg)
+    except (TypeError, ValueError):
+        return str(msg)
 
 
 class ConciseServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -56,15 +68,13 @@ class ConciseServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
                   **kwargs: Any) -> None:
         exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
         if exc is not None and client_fault(exc):
-            text = msg % args if args else str(msg)
-            log.info("client error: %s: %s", text, one_line(exc))
+            log.info("client error: %s: %s", _format(msg, args), one_line(exc))
             return
         self.logger.exception(msg, *args, exc_info=exc_info, **kwargs)
 
     def error(self, msg: object, *args: object, **kwargs: Any) -> None:
         exc_info = kwargs.get("exc_info")
         if isinstance(exc_info, BaseException) and client_fault(exc_info):
-            text = msg % args if args else str(msg)
-            log.info("client error: %s: %s", text, one_line(exc_info))
+            log.info("client error: %s: %s", _format(msg, args), one_line(exc_info))
             return
         self.logger.error(msg, *args, **kwargs)

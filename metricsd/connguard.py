@@ -128,7 +128,7 @@ class GuardedProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.ip = str(peer[0]) if peer else "unknown"
         if not self.guard.admit(self.ip):
-            self.transport.write(TOO_MANY)
+            self.transport.write(TOO_MANY)  # type: ignore[union-attr]
             transport.close()
             self.inner = None
             return
