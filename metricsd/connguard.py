@@ -88,15 +88,16 @@ class ConnectionGuard:
         """Close connections whose request head is overdue, or that idle too long."""
         for conn in list(self.live):
             if conn.busy():
-                conn.idle_since = None
-                conn.partial_since = None
+                conn.idle_since = conn.partial_since = None
                 continue
+            if conn.idle_since is None:  # first seen idle: remember how much had arrived
+                conn.idle_since, conn.idle_bytes = now, conn.bytes_in
+            elif conn.partial_since is None and conn.bytes_in > conn.idle_bytes:
+                conn.partial_since = now  # part of a request head arrived since
             if conn.partial_since is not None:
                 if now - conn.partial_since >= self.header_timeout:
                     self.timed_out += 1
                     conn.expire()
-            elif conn.idle_since is None:
-                conn.idle_since = now
             elif now - conn.idle_since >= self.idle_timeout:
                 conn.expire()
 
@@ -120,8 +121,10 @@ class GuardedProtocol(asyncio.Protocol):
         self.guard = guard
         self.ip = ""
         self.transport: asyncio.Transport | None = None
+        self.bytes_in = 0  # counted here; everything else is the sweeper's (hot path)
+        self.idle_bytes = 0
         self.idle_since: float | None = None  # no request since (seen by the sweeper)
-        self.partial_since: float | None = None  # first byte of an unfinished request head
+        self.partial_since: float | None = None  # bytes of an unfinished request head seen
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
@@ -133,7 +136,7 @@ class GuardedProtocol(asyncio.Protocol):
             self.inner = None
             return
         self.guard.live.add(self)
-        self.idle_since = time.monotonic()
+        self.idle_since = time.monotonic()  # a new connection owes a head from its start
         self.inner.connection_made(transport)
 
     def busy(self) -> bool:
@@ -144,11 +147,9 @@ class GuardedProtocol(asyncio.Protocol):
             getattr(inner, "_request_in_progress", False) or getattr(inner, "_messages", ()))
 
     def data_received(self, data: bytes) -> None:
-        if self.inner is None:
-            return
-        self.inner.data_received(data)
-        if self.partial_since is None and not self.busy():
-            self.partial_since = time.monotonic()  # part of a request head has arrived
+        self.bytes_in += len(data)
+        if self.inner is not None:
+            self.inner.data_received(data)
 
     def eof_received(self) -> bool | None:
         return self.inner.eof_received() if self.inner is not None else None

@@ -173,6 +173,11 @@ class BeaconChecks:
 
 async def read_body(request: web.Request, limit_s: float, config: IngestConfig) -> bytes:
     """The raw body within `limit_s` (408 and close), bounded (413), whole (else 400)."""
+    if request.content.is_eof():  # already here (most beacons): no timer to arm
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise _too_large(config) from None
     try:
         async with asyncio.timeout(limit_s):
             return await request.read()
