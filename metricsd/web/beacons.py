@@ -23,7 +23,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from metricsd.clientlog import one_line
 from metricsd.config import IngestConfig
-from metricsd.core import CONFIG
+from metricsd.core import current_config
 from metricsd.errors import BeaconError
 from metricsd.ingest import BEACON_TYPES, RATE_LIMITER, SELF_METRICS
 from metricsd.ingest.base import BEACONS, BeaconType, Context
@@ -61,7 +61,7 @@ def beacon_handler(name: str) -> Handler:
     async def handle(request: web.Request) -> web.Response:
         app = request.app
         counters = app[SELF_METRICS]
-        config = app[CONFIG].ingest
+        config = current_config(app).ingest  # reloadable
         origin = request.headers.get(hdrs.ORIGIN) if cors else None
         granted = close = False
         try:
@@ -106,7 +106,7 @@ class BeaconChecks:
         length = request.content_length
         if length is not None and length > config.max_body_bytes:
             raise _too_large(config)
-        body = await read_body(request, request.app[CONFIG].server.body_timeout, config)
+        body = await read_body(request, current_config(request.app).server.body_timeout, config)
         body = decompress(body, request.headers.get(hdrs.CONTENT_ENCODING), config)
         ctx = Context(now, request.headers.get(hdrs.REFERER))
         result = beacon.ingest_body(body, ctx)
@@ -349,7 +349,7 @@ def preflight_handler(name: str) -> Handler:
                                         "Access-Control-Request-Method",
                                "reason": "bad_preflight"})
         try:
-            allowed_origin(origin, request.app[CONFIG].ingest.cors_origins)
+            allowed_origin(origin, current_config(request.app).ingest.cors_origins)
         except Refused as exc:
             return _json(exc.status, {"error": str(exc), "reason": exc.reason})
         if method.upper() != "POST":

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from metricsd.core import CONFIG, READINESS
+from metricsd.core import READINESS, current_config
 from metricsd.web.auth import authorized
 
 
@@ -25,7 +25,7 @@ async def readyz(request: web.Request) -> web.Response:
     ready = all(c.get("ok", False) for c in components.values() if c.get("required", True))
     degraded = not all(c.get("ok", False) for c in components.values())
     state = "not ready" if not ready else "degraded" if degraded else "ready"
-    admin = request.app[CONFIG].admin
+    admin = current_config(request.app).admin  # reloadable
     if (admin.token is not None or admin.basic_auth is not None) \
             and not authorized(request, admin):
         # Details (users, databases, hosts in connection errors, series counts) are for
