@@ -79,3 +79,29 @@ async def test_expiry_gives_budget_slots_back(aiohttp_client, make_config):
     assert store.expire(now=10**10) == 2 and store.in_budget["vitals"] == 0
     body = await (await client.post("/v1/beacons/vitals", json=[vital("/q", "f")])).json()
     assert body["accepted"] == 1
+
+
+async def test_reload_changes_cors_origins_and_keeps_budgets(aiohttp_client, tmp_path):
+    import yaml
+
+    from metricsd.config import load_config
+
+    path = tmp_path / "metricsd.yml"
+    path.write_text(yaml.safe_dump({"ingest": {"cors_origins": ["https://a.example"],
+                                               "max_series": 100}}))
+    app = create_app(load_config(path, env={}), path)
+    client = await aiohttp_client(app)
+
+    async def post(origin: str) -> int:
+        resp = await client.post("/v1/beacons/vitals", json=vital("/r", origin),
+                                 headers={"Origin": origin})
+        return resp.status
+
+    assert await post("https://a.example") == 202
+    assert await post("https://b.example") == 403
+    path.write_text(yaml.safe_dump({"ingest": {
+        "cors_origins": ["https://b.example"], "max_series": 100, "budgets": {"vitals": 5}}}))
+    assert (await client.post("/-/reload")).status == 200
+    assert await post("https://b.example") == 202  # the new allow-list, at once
+    assert await post("https://a.example") == 403
+    assert app[STORE].budgets == {"timings": 70, "vitals": 30}  # restart-only
