@@ -8,7 +8,9 @@ from typing import Any
 
 from aiohttp import web
 
+from metricsd.core import current_config
 from metricsd.ingest import STORE
+from metricsd.ingest.assessment import assess
 from metricsd.store.series import QUANTILES, STATUS_CLASSES, Store
 from metricsd.vitals import RATINGS, VITALS
 
@@ -19,7 +21,7 @@ def _quantiles(row: list[float]) -> dict[str, float | None]:
     return {name: (None if math.isnan(v) else v) for name, v in zip(_Q_NAMES, row, strict=True)}
 
 
-def summary(store: Store, now: float) -> dict[str, Any]:
+def summary(store: Store, now: float, min_views: int | None = None) -> dict[str, Any]:
     """The JSON document; values in seconds (CLS unitless), rates per second."""
     out: dict[str, Any] = {
         "generated_at": now,
@@ -29,6 +31,8 @@ def summary(store: Store, now: float) -> dict[str, Any]:
         "api": [],
         "web_vitals": [],
     }
+    if min_views is not None:
+        out["web_vitals_assessment"] = assess(store, now, min_views)
     for name, family in store.families.items():
         stats = store.window_stats(family, now)
         rates = stats.rates(now, store.window_seconds, store.pool.capacity,
@@ -43,7 +47,7 @@ def summary(store: Store, now: float) -> dict[str, Any]:
                 errors = item["status"]["5xx"]
                 item["error_ratio"] = errors / count if count else None
                 out["api"].append(item)
-            else:
+            elif name in VITALS:
                 spec = VITALS[name]
                 item = {"metric": name, "unit": spec.unit or "unitless", **item,
                         "ratings": dict(zip(RATINGS, tags, strict=True))}
@@ -57,7 +61,8 @@ async def get_summary(request: web.Request) -> web.Response:
     store = request.app[STORE]
     now = time.time()
     await store.refresh(now)
-    return web.json_response(summary(store, now))
+    min_views = current_config(request.app).ingest.vitals_min_page_views
+    return web.json_response(summary(store, now, min_views))
 
 
 def setup(app: web.Application) -> None:
