@@ -8,8 +8,9 @@ import time
 from aiohttp import web
 
 from metricsd.alerting import ALERTS
-from metricsd.core import CONFIG, SCHEDULER
-from metricsd.ingest import STORE
+from metricsd.core import CONFIG, SCHEDULER, current_config
+from metricsd.ingest import BEACON_TYPES, STORE
+from metricsd.ingest.vitals import VitalsBeacon
 from metricsd.overview import model
 from metricsd.overview.history import History
 from metricsd.overview.model import CARD_SERIES, MAX_ROUTES, Sources
@@ -20,7 +21,10 @@ HISTORY = web.AppKey("history", History)
 
 def sources(app: web.Application) -> Sources:
     """What the overview reads, from the app (alerting may be unconfigured)."""
-    return Sources(app[STORE], app.get(PG_STATE), app.get(ALERTS))
+    kind = app[BEACON_TYPES].get("vitals")
+    return Sources(app[STORE], app.get(PG_STATE), app.get(ALERTS),
+                   current_config(app).ingest.vitals_min_page_views,
+                   kind.state.attribution if isinstance(kind, VitalsBeacon) else None)
 
 
 async def sample_history(app: web.Application, now: float | None = None) -> None:

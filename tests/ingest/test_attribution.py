@@ -122,3 +122,21 @@ async def test_repeated_id_is_attributed_once(client):
     got = await (await client.get("/v1/vitals/attribution")).json()
     assert got["pages"][0]["targets"]["INP"][0]["reports"] == 1
     assert got["pages"][0]["parts"]["inp_processing_duration"]["count"] == 1
+
+
+async def test_overview_shows_the_verdict_and_what_makes_the_page_slow(client):
+    views = []
+    for i in range(20):  # the default minimum of page views
+        views += [{"name": "LCP", "value": 1000.0, "id": f"l{i}", "page": "/ok"},
+                  {"name": "CLS", "value": 0.01, "id": f"c{i}", "page": "/ok"},
+                  {"name": "LCP", "value": 5000.0, "id": f"L{i}", "page": "/slow"},
+                  {"name": "CLS", "value": 0.01, "id": f"C{i}", "page": "/slow"}]
+    views.append(inp(900.0, page="/slow", target="#add-to-cart"))
+    await post(client, views)
+    text = await (await client.get("/")).text()
+    vitals = text[text.index('id="vitals"'):]
+    row = {page: vitals[vitals.index(f"<code>{page}</code>"):][:400] for page in ("/ok", "/slow")}
+    assert "passed" in row["/ok"] and "failed" not in row["/ok"]
+    assert "failed" in row["/slow"]
+    slow = vitals[vitals.index("What makes these pages slow"):]
+    assert "INP element <code>#add-to-cart</code>" in slow
