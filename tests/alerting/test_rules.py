@@ -29,6 +29,7 @@ SHIPPED = {
     "PgBouncerDown", "PgBouncerPoolUtilizationHigh", "PgBouncerClientsWaiting",
     "PgBouncerClientConnectionsHigh", "PostgresWraparoundRisk", "PostgresArchivingFailing",
     "PostgresPlanRegression",
+    "WebVitalsAssessmentFailing",
 }
 
 
