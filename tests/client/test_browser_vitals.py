@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import struct
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -60,9 +61,9 @@ PAGE = """<!doctype html>
              "web-vitals/attribution": "/node_modules/web-vitals/dist/web-vitals.attribution.js"}}
 </script>
 <style>
-  body { margin: 0; font: 14px sans-serif; }
+  body { margin: 0; display: flow-root; font: 14px sans-serif; }
   #banner { height: 0; background: #fd0; }
-  #article { height: 500px; background: #dde; }
+  #article { display: flow-root; width: 900px; height: 400px; margin: 20px; background: #dde; border: 1px solid #99a; }
   #hero { display: block; }
   #add-to-cart { position: fixed; right: 10px; bottom: 10px; width: 160px; height: 50px; }
 </style></head>
@@ -89,12 +90,16 @@ BODIES = {
 
 
 def _png(width: int, height: int) -> bytes:
-    """A solid-colour RGB PNG (no imaging library needed)."""
+    """An RGB PNG of noise (no imaging library needed).
+
+    Noise, because Chromium leaves low-entropy images (a solid colour) out of LCP.
+    """
     def chunk(kind: bytes, data: bytes) -> bytes:
         return (struct.pack(">I", len(data)) + kind + data
                 + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
 
-    raw = b"".join(b"\x00" + b"\x30\x60\xc0" * width for _ in range(height))
+    rng = random.Random(17)
+    raw = b"".join(b"\x00" + rng.randbytes(3 * width) for _ in range(height))
     return (b"\x89PNG\r\n\x1a\n"
             + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
@@ -145,7 +150,12 @@ async def chromium(tmp_path: Path) -> AsyncIterator[Browser]:
 async def _emulate(page: Page, name: str) -> None:
     """What Playwright does for a device descriptor: UA, metrics, touch."""
     device = DEVICES[name]
-    await page.send("Emulation.setUserAgentOverride", userAgent=device["userAgent"])
+    # The client hints a real device sends with that User-Agent (navigator.userAgentData).
+    metadata = {"brands": [{"brand": "Chromium", "version": "131"}], "platform":
+                "Android" if device["isMobile"] else "Windows", "platformVersion": "",
+                "architecture": "", "model": "", "mobile": device["isMobile"]}
+    await page.send("Emulation.setUserAgentOverride", userAgent=device["userAgent"],
+                    userAgentMetadata=metadata)
     await page.send("Emulation.setDeviceMetricsOverride", width=device["viewport"]["width"],
                     height=device["viewport"]["height"],
                     deviceScaleFactor=device["deviceScaleFactor"], mobile=device["isMobile"])
@@ -201,9 +211,15 @@ async def test_attribution_and_device_classes(chromium: Browser, site: TestServe
     desktop = await chromium.new_page()
     await _emulate(desktop, "Desktop Chrome")
 
-    # /shop: a late hero image (LCP), then a click on a slow handler (INP).
+    # /shop: a late hero image (LCP), then the slow click handler (INP). The button is
+    # activated with Enter: this Chromium gives CDP-synthesised pointer events no
+    # event-timing target (pointerdown.target is null), a keydown has the button.
     await _open(desktop, site, "/shop")
-    await desktop.click_selector("#add-to-cart")
+    await desktop.evaluate("document.getElementById('add-to-cart').focus()")
+    await desktop.send("Input.dispatchKeyEvent", type="keyDown", key="Enter", code="Enter",
+                       windowsVirtualKeyCode=13, text="\r")
+    await desktop.send("Input.dispatchKeyEvent", type="keyUp", key="Enter", code="Enter",
+                       windowsVirtualKeyCode=13)
     await desktop.wait_for("document.getElementById('add-to-cart').textContent === 'Added'")
     await _frames(desktop, 1200)  # web-vitals settles INP in an idle callback
     await desktop.set_hidden(True)
@@ -219,7 +235,7 @@ async def test_attribution_and_device_classes(chromium: Browser, site: TestServe
     assert HANDLER_MS <= processing <= HANDLER_MS + PROCESSING_TOLERANCE_MS, shop["parts"]
     load = shop["parts"]["lcp_resource_load_duration"]["p75_seconds"]
     assert HERO_DELAY_S * 0.9 <= load <= HERO_DELAY_S + 2.0, shop["parts"]
-    assert shop["inp_interaction_types"] == {"pointer": 1}
+    assert shop["inp_interaction_types"] == {"keyboard": 1}
     await _leave(desktop, site)
 
     # /news: the banner grows and pushes the article down: CLS names the article.
@@ -237,7 +253,9 @@ async def test_attribution_and_device_classes(chromium: Browser, site: TestServe
     phone = await chromium.new_page()
     await _emulate(phone, "Pixel 7")
     await _open(phone, site, "/shop")
-    await _leave(phone, site)
+    # Hidden, not left: a beacon sent while the page unloads leaves with Chromium's own
+    # User-Agent, not the emulated one (a real phone has only one).
+    await phone.set_hidden(True)
     samples: dict[Any, float] = {}
     for _ in range(100):
         samples = await metricsd.samples()
@@ -246,7 +264,8 @@ async def test_attribution_and_device_classes(chromium: Browser, site: TestServe
             break
         await asyncio.sleep(0.1)
     lcp = "metricsd_web_vitals_lcp_seconds_count"
-    assert value(samples, lcp, page="/shop", device="mobile") == 1
+    assert value(samples, lcp, page="/shop", device="mobile") == 1, [
+        (k, v) for k, v in samples.items() if k[0] == lcp] + [s.headers.get("User-Agent") for s in metricsd.seen]
     # Two desktop views of /shop were reported (the second was loaded for the checks).
     assert value(samples, lcp, page="/shop", device="desktop") >= 1
     assert value(samples, lcp, page="/shop", device="tablet") == 0
