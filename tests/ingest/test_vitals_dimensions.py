@@ -270,3 +270,34 @@ async def test_100k_random_pages_stay_within_the_page_budget(make_client):
     assert len(kind.state.budget.last_seen) == limit
     # Memory: the budget's map holds `limit` entries whatever the traffic.
     assert sys.getsizeof(kind.state.budget.last_seen) < 64 * 1024
+
+
+async def test_promtool_accepts_every_new_family(make_client):
+    """cwv_pass, rating ratios, connection labels, attribution parts, pages_other: lint clean."""
+    import subprocess
+
+    from tests.fixtures.binaries import require_binary
+
+    promtool = require_binary("promtool")
+    client = await make_client({"ingest": {"vitals_min_page_views": 2,
+                                           "pages": {"budget": 2}}})
+    items = _views("/a", "mobile", {"LCP": 1.0, "INP": 0.1, "CLS": 0.01}, 3)
+    items += _views("/b", "desktop", {"LCP": 3.0, "INP": 0.1, "CLS": 0.01}, 3)
+    items += [vital("LCP", 1000.0, "/c", connection="3g")]  # over the page budget
+    items += [vital("INP", 300.0, "/a", attribution={
+        "target": "#buy", "inputDelay": 5, "processingDuration": 250, "presentationDelay": 45,
+        "scriptURL": "https://cdn.example/app.js"}),
+              vital("LCP", 3000.0, "/a", attribution={
+                  "target": "img", "url": "/hero.jpg", "timeToFirstByte": 100,
+                  "resourceLoadDelay": 50, "resourceLoadDuration": 2000,
+                  "elementRenderDelay": 10})]
+    await post(client, items)
+    body = await (await client.get("/metrics")).read()
+    for name in ("metricsd_web_vitals_cwv_pass{", "metricsd_web_vitals_window_rating_ratio{",
+                 'connection="3g"', "metricsd_web_vitals_attribution_window_seconds{",
+                 "metricsd_ingest_pages_other_total{"):
+        assert name.encode() in body, name
+    result = await asyncio.to_thread(subprocess.run, [promtool, "check", "metrics"], input=body,
+                                     capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+    assert result.stdout.strip() == b"" and result.stderr.strip() == b""
