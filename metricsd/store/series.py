@@ -16,11 +16,20 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from metricsd.store.ring import CHUNK, TICK_SECONDS, FloatArray, RingPool, block_stats
+from metricsd.store.ring import (
+    CHUNK,
+    MERGE_CHUNK,
+    TICK_SECONDS,
+    FloatArray,
+    RingPool,
+    block_stats,
+)
 
 QUANTILES: tuple[float, ...] = (0.5, 0.75, 0.9, 0.95, 0.99)
 # Batches at least this long are written with vectorised numpy operations.
 VECTOR_BATCH = 32
+# Worker threads rebuilding sorted tops at once during a refresh (the machine's cores).
+REBUILD_THREADS = 2
 
 # Latency buckets, seconds: 5 ms to 30 s, roughly x2 per step with the usual SLO lines.
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -310,12 +319,14 @@ class Store:
         return WindowStats(keys, slots, *self.pool.cached(slots, ntags))
 
     async def refresh(self, now: float) -> None:
-        """Recompute stale window stats of every family, sorting in a worker thread.
+        """Recompute stale window stats of every family without stalling ingestion.
 
-        Copies are taken on the loop a chunk at a time and sorted off it (np.sort releases
-        the GIL), so a scrape of thousands of full rings does not stall beacon ingestion.
+        Rows with a few new samples are merged on the loop, MERGE_CHUNK at a time with a
+        yield in between; rows that need their sorted top rebuilt (most of the ring turned
+        over) are copied on the loop and rebuilt in two worker threads (the kernels release
+        the GIL), so a scrape of thousands of changed rings does not stall beacons.
         """
-        # Two scrapers at once (an HA Prometheus pair) would sort the same rows twice;
+        # Two scrapers at once (an HA Prometheus pair) would compute the same rows twice;
         # the second waits and then finds them fresh.
         async with self._refreshing:
             await self._refresh_stale(now)
@@ -323,14 +334,24 @@ class Store:
     async def _refresh_stale(self, now: float) -> None:
         cutoff = now - self.window_seconds
         fresh_after = now - TICK_SECONDS
+        pool = self.pool
         for family in self.families.values():
             _, slots = family.slots_array()
             ntags = len(family.spec.tags)
-            stale = slots[self.pool.stale(slots, cutoff, fresh_after)]
-            for start in range(0, len(stale), CHUNK):
-                rows = self.pool.copy_rows(stale[start : start + CHUNK])
-                stats = await asyncio.to_thread(block_stats, rows, cutoff, self.pool.qs, ntags)
-                self.pool.store_stats(rows, stats, now)
+            stale = slots[pool.stale(slots, cutoff, fresh_after)]
+            rebuild: list[npt.NDArray[np.int64]] = []
+            for start in range(0, len(stale), MERGE_CHUNK):
+                rebuild.append(pool.merge(stale[start : start + MERGE_CHUNK], cutoff, now, ntags))
+                await asyncio.sleep(0)
+            todo = np.concatenate(rebuild) if rebuild else stale[:0]
+            chunks = [todo[i : i + CHUNK] for i in range(0, len(todo), CHUNK)]
+            for pair in range(0, len(chunks), REBUILD_THREADS):
+                copies = [pool.copy_rows(c) for c in chunks[pair : pair + REBUILD_THREADS]]
+                results = await asyncio.gather(*(
+                    asyncio.to_thread(block_stats, rows, cutoff, pool.qs, ntags)
+                    for rows in copies))
+                for rows, stats in zip(copies, results, strict=True):
+                    pool.store_stats(rows, stats, now, cutoff)
 
     async def expire_idle(self, now: float) -> int:
         """`expire`, once no reader is walking the series."""
