@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-NOT_BENCHMARKS = {"common", "bare_server", "run"}
+NOT_BENCHMARKS = {"common", "bare_server", "naive_server", "run"}
 
 
 def main(names: list[str]) -> int:

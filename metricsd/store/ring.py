@@ -19,8 +19,8 @@ from metricsd.store.kernels import finish_rows, merge_rows, sort_keys
 
 FloatArray = npt.NDArray[np.float64]
 
-# Rows whose tops are merged per call on the event loop (about 3 us each: ~3 ms a chunk).
-MERGE_CHUNK = 1024
+# Rows whose tops are merged per call on the event loop (a few us each: ~1 ms a chunk).
+MERGE_CHUNK = 256
 # Rows rebuilt per worker-thread call: bounds the temporary copy to CHUNK x capacity x 17
 # bytes (8.5 MiB at the default capacity) and the loop's copying time to a few ms.
 CHUNK = 256

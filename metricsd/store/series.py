@@ -311,6 +311,31 @@ class Store:
         )
         return stored
 
+    def observe_series(
+        self,
+        name: str,
+        keys: Sequence[tuple[str, ...]],
+        counts: Sequence[int],
+        values: FloatArray,
+        stamps: FloatArray,
+        tags: npt.NDArray[np.int64],
+    ) -> list[bool]:
+        """Record columnar series (`counts[i]` samples of keys[i], contiguous) with one
+        vectorised write; True per series stored, False where `max_series` refused it."""
+        family = self.families[name]
+        slots = [self.slot(family, key) for key in keys]
+        stored = [slot is not None for slot in slots]
+        per_sample = np.repeat(np.array([-1 if s is None else s for s in slots],
+                                        dtype=np.int64), counts)
+        if False in stored:
+            keep = per_sample >= 0
+            per_sample, values, stamps, tags = (
+                per_sample[keep], values[keep], stamps[keep], tags[keep])
+        if len(per_sample):
+            family.record_many(per_sample, values, stamps, tags.astype(np.uint8),
+                               np.zeros(len(per_sample), dtype=np.int64))
+        return stored
+
     def window_stats(self, family: SeriesFamily, now: float) -> WindowStats:
         """Exact window stats of every series of `family`; stale rows are recomputed here."""
         keys, slots = family.slots_array()
