@@ -238,3 +238,41 @@ def merge_rows(slots: I64, values: F64, stamps: F64, tags: U8, filled: I64, writ
             top_len[s] = -1
             continue
         _quantiles(vals, row, tl, n, qs, out_q[r])
+
+
+@njit(cache=True, nogil=True)
+def record_batch(slots: I64, values: F64, stamps: F64, tags: U8, extras: I64, bounds: F64,
+                 buckets: I64, sums: F64, counters: npt.NDArray[np.int64], last_seen: F64,
+                 ring_values: F64, ring_stamps: F64, ring_tags: U8, pos: I64, filled: I64,
+                 written: I64, version: I64) -> None:
+    """Record samples in order, exactly as one scalar write per sample would: histogram
+    bucket (bisect_left), sum, counter, last seen, ring slot; one compiled loop instead of
+    a dozen numpy calls per batch."""
+    cap = ring_values.shape[1]
+    nb = len(bounds)
+    for i in range(len(slots)):
+        s = slots[i]
+        v = values[i]
+        lo = 0
+        hi = nb
+        while lo < hi:  # first bound >= v, as bisect.bisect_left
+            mid = (lo + hi) >> 1
+            if bounds[mid] < v:
+                lo = mid + 1
+            else:
+                hi = mid
+        buckets[s, lo] += 1
+        sums[s] += v
+        counters[s, tags[i], extras[i]] += 1
+        if stamps[i] > last_seen[s]:
+            last_seen[s] = stamps[i]
+        col = pos[s]
+        ring_values[s, col] = v
+        ring_stamps[s, col] = stamps[i]
+        ring_tags[s, col] = tags[i]
+        col += 1
+        pos[s] = 0 if col == cap else col
+        if filled[s] < cap:
+            filled[s] += 1
+        written[s] += 1
+        version[s] += 1

@@ -111,63 +111,6 @@ class RingPool:
         self.version[slot] += 1
         return seq
 
-    def push_many(
-        self, slot: int, values: FloatArray, stamps: FloatArray, tags: npt.NDArray[np.uint8]
-    ) -> None:
-        """Write a batch for one series with vectorised copies (at most two slices)."""
-        n = len(values)
-        cap = self.capacity
-        self.written[slot] += n
-        if n > cap:  # only the newest `cap` samples can survive anyway
-            values, stamps, tags = values[-cap:], stamps[-cap:], tags[-cap:]
-            start = int((self.pos[slot] + n - cap) % cap)
-            n = cap
-        else:
-            start = int(self.pos[slot])
-        first = min(n, cap - start)
-        self.values[slot, start : start + first] = values[:first]
-        self.stamps[slot, start : start + first] = stamps[:first]
-        self.tags[slot, start : start + first] = tags[:first]
-        rest = n - first
-        if rest:
-            self.values[slot, :rest] = values[first:]
-            self.stamps[slot, :rest] = stamps[first:]
-            self.tags[slot, :rest] = tags[first:]
-        self.pos[slot] = (start + n) % cap
-        self.filled[slot] = min(cap, int(self.filled[slot]) + n)
-        self.version[slot] += 1
-
-    def push_batch(
-        self,
-        slots: npt.NDArray[np.int64],
-        values: FloatArray,
-        stamps: FloatArray,
-        tags: npt.NDArray[np.uint8],
-    ) -> None:
-        """Write samples of many series at once, each series' samples in batch order."""
-        cap = self.capacity
-        n = len(slots)
-        order = np.argsort(slots, kind="stable")
-        s = slots[order]
-        # Group boundaries straight from the sorted slots (np.unique would sort again).
-        starts = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1])))
-        uniq = s[starts]
-        counts = np.diff(np.append(starts, n))
-        first = np.repeat(starts, counts)
-        rank = np.arange(n) - first
-        # Only the newest `cap` samples of a series survive; writing the older ones to the
-        # same cells would leave the winner up to numpy's undefined order of duplicates.
-        keep = rank >= np.repeat(counts - cap, counts)
-        s, rank, order = s[keep], rank[keep], order[keep]
-        cols = (self.pos[s] + rank) % cap
-        self.values[s, cols] = values[order]
-        self.stamps[s, cols] = stamps[order]
-        self.tags[s, cols] = tags[order]
-        self.pos[uniq] = (self.pos[uniq] + counts) % cap
-        self.filled[uniq] = np.minimum(cap, self.filled[uniq] + counts)
-        self.written[uniq] += counts
-        self.version[uniq] += 1
-
     def replace(self, slot: int, generation: int, seq: int, value: float, tag: int) -> bool:
         """Overwrite sample `seq` in place, unless the ring was reused or has wrapped over it."""
         if self.generation[slot] != generation or self.written[slot] - seq > self.capacity:

@@ -88,19 +88,12 @@ def test_any_interleaving_matches_numpy_percentile(cap, ops):
             write(o[1], o[2])
         elif kind == "many":
             slot, items = o[1], o[2]
-            pool.push_many(slot, np.asarray([x[0] for x in items]),
-                           np.asarray([x[1] for x in items]),
-                           np.asarray([x[2] for x in items], dtype=np.uint8))
             for x in items:
-                model.push(slot, *x)
+                write(slot, x)
         elif kind == "batch":
             items = o[1]
-            pool.push_batch(np.asarray([i[0] for i in items], dtype=np.int64),
-                            np.asarray([i[1][0] for i in items]),
-                            np.asarray([i[1][1] for i in items]),
-                            np.asarray([i[1][2] for i in items], dtype=np.uint8))
             for slot, x in items:
-                model.push(slot, *x)
+                write(slot, x)
         elif kind == "replace":
             slot, back, v = o[1], o[2], o[3]
             seq = model.written.get(slot, 0) - 1 - back
@@ -139,15 +132,16 @@ def test_a_few_new_samples_are_merged_not_rebuilt():
     pool = RingPool(50, 2048, QUANTILES)
     slots = np.asarray([pool.allocate() for _ in range(50)], dtype=np.int64)
     for s in slots:
-        pool.push_many(int(s), rng.lognormal(size=2048), np.full(2048, 10.0),
-                       np.zeros(2048, dtype=np.uint8))
+        for v in rng.lognormal(size=2048):
+            pool.push(int(s), float(v), 10.0)
     assert len(pool.merge(slots, 0.0, 0.0, 1)) == 50  # first read: nothing to merge into
     pool.rebuild(slots, 0.0, 0.0, 1)
     model = {int(s): list(pool.values[s]) for s in slots}
     for step in range(30):
         for s in slots:
             new = rng.lognormal(size=3)
-            pool.push_many(int(s), new, np.full(3, 10.0), np.zeros(3, dtype=np.uint8))
+            for v in new:
+                pool.push(int(s), float(v), 10.0)
             model[int(s)] = (model[int(s)] + list(new))[-2048:]
         assert len(pool.merge(slots, 0.0, float(step), 1)) == 0
         q = pool.cached(slots, 1)[0]

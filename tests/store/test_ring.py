@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from metricsd.store.ring import RingPool, block_stats
-from metricsd.store.series import QUANTILES
+from metricsd.store.series import QUANTILES, Store
 
 QS = np.asarray(QUANTILES)
 
@@ -74,23 +74,32 @@ def test_window_by_age_drops_old_samples():
     assert empty.counts[0] == 0 and np.isnan(empty.quantiles[0]).all()
 
 
-def test_push_batch_equals_push_one_by_one():
+def test_record_many_equals_record_one_by_one():
+    """The compiled batch write leaves rings, histograms, sums and counters exactly as
+    writing the same samples one at a time does, including batches larger than a ring."""
     rng = np.random.default_rng(7)
-    slots_in = rng.integers(0, 5, 3000)
-    values = rng.lognormal(size=3000)
-    a, b = RingPool(5, 256, QUANTILES), RingPool(5, 256, QUANTILES)
-    for pool in (a, b):
-        for _ in range(5):
-            pool.allocate()
-    for s, v in zip(slots_in, values, strict=True):
-        a.push(int(s), float(v), 1.0, 1)
-    for chunk in np.array_split(np.arange(3000), 7):  # uneven batches, some > capacity
-        b.push_batch(slots_in[chunk], values[chunk], np.ones(len(chunk)),
-                     np.ones(len(chunk), dtype=np.uint8))
-    np.testing.assert_array_equal(a.pos, b.pos)
-    np.testing.assert_array_equal(a.filled, b.filled)
-    np.testing.assert_array_equal(a.written, b.written)
-    np.testing.assert_array_equal(a.values, b.values)
+    n = 3000
+    slots_in = rng.integers(0, 5, n)
+    values = rng.lognormal(-3, 2, n)
+    values[::50] = 0.1  # exactly on a bucket bound
+    stamps = rng.uniform(0, 100, n)
+    tags = rng.integers(0, 5, n).astype(np.uint8)
+    stores = [Store(max_series=5, window_samples=256, window_seconds=300, idle_timeout=1)
+              for _ in range(2)]
+    for store in stores:
+        family = store.families["api"]
+        for i in range(5):
+            store.slot(family, ("s", f"/{i}", "GET"))
+    a, b = (store.families["api"] for store in stores)
+    for i in range(n):
+        a.record(int(slots_in[i]), float(values[i]), float(stamps[i]), int(tags[i]), 0)
+    for chunk in np.array_split(np.arange(n), 7):  # uneven batches, some > capacity
+        b.record_many(slots_in[chunk], values[chunk], stamps[chunk], tags[chunk],
+                      np.zeros(len(chunk), dtype=np.int64))
+    for name in ("pos", "filled", "written", "values", "stamps", "tags"):
+        np.testing.assert_array_equal(getattr(a.pool, name), getattr(b.pool, name), name)
+    for name in ("buckets", "sums", "counters", "last_seen"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), name)
 
 
 def test_replace_updates_in_place_until_the_ring_wraps_or_is_reused():
