@@ -67,6 +67,8 @@ class TimingsBeacon(BeaconType):
         """Fast path for a batch whose every item is valid: typed decoding in C, no per-item
         checks in Python. None sends the body down the general path, which keeps the
         valid items of a bad batch and explains the others."""
+        if b'"duration_ms":[' in body:  # series objects, as the Python client sends them
+            return self._ingest_series(body, ctx)
         try:
             start = body.lstrip()[:1]
             items = self._decode_batch(body) if start == b"[" else [self._decode_one(body)]
@@ -106,8 +108,8 @@ class TimingsBeacon(BeaconType):
         cols = columnar.columns(objects, self.keys, ctx.now)
         if cols is None or len(cols[2]) > self.config.max_items:
             return None
-        keys, counts, values, stamps, tags = cols
-        stored = self.store.observe_series("api", keys, counts, values, stamps, tags)
+        keys, counts, values, stamps, statuses = cols
+        stored = self.store.observe_series("api", keys, counts, values, stamps, statuses)
         result = BatchResult()
         for index, (ok, n) in enumerate(zip(stored, counts, strict=True)):
             if ok:

@@ -241,13 +241,16 @@ def merge_rows(slots: I64, values: F64, stamps: F64, tags: U8, filled: I64, writ
 
 
 @njit(cache=True, nogil=True)
-def record_batch(slots: I64, values: F64, stamps: F64, tags: U8, extras: I64, bounds: F64,
-                 buckets: I64, sums: F64, counters: npt.NDArray[np.int64], last_seen: F64,
-                 ring_values: F64, ring_stamps: F64, ring_tags: U8, pos: I64, filled: I64,
-                 written: I64, version: I64) -> None:
+def record_batch(slots: I64, values: F64, stamps: F64, tags: npt.NDArray[Any], tag_div: int,
+                 extras: I64, bounds: F64, buckets: I64, sums: F64,
+                 counters: npt.NDArray[np.int64], last_seen: F64, ring_values: F64,
+                 ring_stamps: F64, ring_tags: U8, pos: I64, filled: I64, written: I64,
+                 version: I64) -> None:
     """Record samples in order, exactly as one scalar write per sample would: histogram
     bucket (bisect_left), sum, counter, last seen, ring slot; one compiled loop instead of
-    a dozen numpy calls per batch."""
+    a dozen numpy calls per batch. The tag of sample i is tags[i] // tag_div - (tag_div > 1),
+    so HTTP statuses (tag_div 100) become status classes here, not in numpy."""
+    off = 1 if tag_div > 1 else 0
     cap = ring_values.shape[1]
     nb = len(bounds)
     for i in range(len(slots)):
@@ -263,13 +266,14 @@ def record_batch(slots: I64, values: F64, stamps: F64, tags: U8, extras: I64, bo
                 hi = mid
         buckets[s, lo] += 1
         sums[s] += v
-        counters[s, tags[i], extras[i]] += 1
+        tag = np.int64(tags[i]) // tag_div - off
+        counters[s, tag, extras[i]] += 1
         if stamps[i] > last_seen[s]:
             last_seen[s] = stamps[i]
         col = pos[s]
         ring_values[s, col] = v
         ring_stamps[s, col] = stamps[i]
-        ring_tags[s, col] = tags[i]
+        ring_tags[s, col] = tag
         col += 1
         pos[s] = 0 if col == cap else col
         if filled[s] < cap:

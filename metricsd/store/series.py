@@ -172,13 +172,16 @@ class SeriesFamily:
         slots: npt.NDArray[np.int64],
         values: FloatArray,
         stamps: FloatArray,
-        tags: npt.NDArray[np.uint8],
+        tags: npt.NDArray[Any],
         extras: npt.NDArray[np.int64],
+        tag_div: int = 1,
     ) -> None:
         """Add a batch (any mix of series) in one compiled loop: what `record` would do
-        sample by sample, without numpy's per-call cost."""
+        sample by sample, without numpy's per-call cost. With tag_div 100, `tags` are HTTP
+        statuses and the tag is their class (status // 100 - 1)."""
         pool = self.pool
-        record_batch(slots, values, stamps, tags, extras, self._bounds_array, self.buckets,
+        record_batch(slots, values, stamps, tags, tag_div, extras, self._bounds_array,
+                     self.buckets,
                      self.sums, self.counters, self.last_seen, pool.values, pool.stamps,
                      pool.tags, pool.pos, pool.filled, pool.written, pool.version)
 
@@ -319,22 +322,26 @@ class Store:
         counts: Sequence[int],
         values: FloatArray,
         stamps: FloatArray,
-        tags: npt.NDArray[np.int64],
+        statuses: npt.NDArray[np.int64],
     ) -> list[bool]:
-        """Record columnar series (`counts[i]` samples of keys[i], contiguous) with one
-        vectorised write; True per series stored, False where `max_series` refused it."""
+        """Record columnar series (`counts[i]` samples of keys[i], contiguous, tagged with
+        their HTTP status class) with one compiled write; True per series stored, False
+        where `max_series` refused it."""
         family = self.families[name]
         slots = [self.slot(family, key) for key in keys]
         stored = [slot is not None for slot in slots]
-        per_sample = np.repeat(np.array([-1 if s is None else s for s in slots],
-                                        dtype=np.int64), counts)
+        if len(slots) == 1:
+            per_sample = np.full(counts[0], -1 if slots[0] is None else slots[0], np.int64)
+        else:
+            per_sample = np.repeat(np.array([-1 if s is None else s for s in slots],
+                                            dtype=np.int64), counts)
         if False in stored:
             keep = per_sample >= 0
-            per_sample, values, stamps, tags = (
-                per_sample[keep], values[keep], stamps[keep], tags[keep])
+            per_sample, values, stamps, statuses = (
+                per_sample[keep], values[keep], stamps[keep], statuses[keep])
         if len(per_sample):
-            family.record_many(per_sample, values, stamps, tags.astype(np.uint8),
-                               np.zeros(len(per_sample), dtype=np.int64))
+            family.record_many(per_sample, values, stamps, statuses,
+                               np.zeros(len(per_sample), dtype=np.int64), tag_div=100)
         return stored
 
     def window_stats(self, family: SeriesFamily, now: float) -> WindowStats:
