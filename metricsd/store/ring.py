@@ -28,6 +28,7 @@ CHUNK = 256
 # "at most once per tick per series" for scrapes, alert evaluation and the page together.
 TICK_SECONDS = 1.0
 # Per-sample tags a ring can carry (status classes, ratings): width of the tag-count cache.
+# Tags are stored 4 bits each, so at most 16.
 MAX_TAGS = 8
 
 
@@ -40,7 +41,7 @@ class RingPool:
         self.capacity = capacity
         self.values: FloatArray = np.empty((slots, capacity), dtype=np.float64)
         self.stamps: FloatArray = np.empty((slots, capacity), dtype=np.float64)
-        self.tags = np.empty((slots, capacity), dtype=np.uint8)
+        self.tags = np.empty((slots, (capacity + 1) // 2), dtype=np.uint8)  # 4 bits each
         self.pos = np.zeros(slots, dtype=np.int64)  # next write index
         self.filled = np.zeros(slots, dtype=np.int64)  # samples held, <= capacity
         self.version = np.zeros(slots, dtype=np.int64)  # bumps on every change
@@ -101,7 +102,7 @@ class RingPool:
         col = int(self.pos[slot])
         self.values[slot, col] = value
         self.stamps[slot, col] = stamp
-        self.tags[slot, col] = tag
+        self._set_tag(slot, col, tag)
         nxt = col + 1
         self.pos[slot] = 0 if nxt == self.capacity else nxt
         if self.filled[slot] < self.capacity:
@@ -111,13 +112,25 @@ class RingPool:
         self.version[slot] += 1
         return seq
 
+    def _set_tag(self, slot: int, col: int, tag: int) -> None:
+        shift = (col & 1) * 4
+        byte = int(self.tags[slot, col >> 1])
+        self.tags[slot, col >> 1] = (byte & (0xF0 >> shift)) | (tag << shift)
+
+    def tags_of(self, slot: int) -> npt.NDArray[np.uint8]:
+        """Every column's tag of one ring, unpacked (tests, inspection)."""
+        packed = self.tags[slot]
+        both = np.stack([packed & 15, packed >> 4], axis=1).reshape(-1)
+        tags: npt.NDArray[np.uint8] = both[: self.capacity]
+        return tags
+
     def replace(self, slot: int, generation: int, seq: int, value: float, tag: int) -> bool:
         """Overwrite sample `seq` in place, unless the ring was reused or has wrapped over it."""
         if self.generation[slot] != generation or self.written[slot] - seq > self.capacity:
             return False
         col = seq % self.capacity
         self.values[slot, col] = value
-        self.tags[slot, col] = tag
+        self._set_tag(slot, col, tag)
         self.version[slot] += 1
         self._forget_top(slot)  # its place in value order changed: rebuilt on the next read
         return True
@@ -171,7 +184,7 @@ class RingPool:
             slots=slots,
             values=self.values[slots, :width].copy(),
             stamps=self.stamps[slots, :width].copy(),
-            tags=self.tags[slots, :width].copy(),
+            tags=self.tags[slots, : (width + 1) // 2].copy(),
             filled=self.filled[slots].copy(),
             version=self.version[slots].copy(),
             generation=self.generation[slots].copy(),

@@ -8,7 +8,6 @@ once. Writes are O(1) and lock-free: everything runs on the one event loop.
 from __future__ import annotations
 
 import asyncio
-from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from metricsd.store.kernels import record_batch
+from metricsd.store.kernels import record_batch, record_one
 from metricsd.store.ring import (
     CHUNK,
     MERGE_CHUNK,
@@ -152,7 +151,6 @@ class SeriesFamily:
         self.sums = np.zeros(slots)
         self.counters = np.zeros((slots, len(self.spec.tags), len(self.spec.extras)), np.int64)
         self.last_seen = np.zeros(slots)
-        self._bounds = self.spec.buckets
         self._bounds_array = np.asarray(self.spec.buckets, dtype=np.float64)
 
     def __len__(self) -> int:
@@ -160,12 +158,12 @@ class SeriesFamily:
 
     def record(self, slot: int, value: float, stamp: float, tag: int, extra: int) -> int:
         """Add one sample to ring, histogram and counters; return its ring sequence number."""
-        self.buckets[slot, bisect_left(self._bounds, value)] += 1
-        self.sums[slot] += value
-        self.counters[slot, tag, extra] += 1
-        if stamp > self.last_seen[slot]:
-            self.last_seen[slot] = stamp
-        return self.pool.push(slot, value, stamp, tag)
+        pool = self.pool
+        seq: int = record_one(slot, value, stamp, tag, extra, self._bounds_array, self.buckets,
+                              self.sums, self.counters, self.last_seen, pool.values,
+                              pool.stamps, pool.tags, pool.pos, pool.filled, pool.written,
+                              pool.version)
+        return seq
 
     def record_many(
         self,

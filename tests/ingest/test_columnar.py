@@ -81,7 +81,7 @@ def state(store: Store, now: float) -> dict:
         out[key] = (family.buckets[slot].tolist(), family.counters[slot].tolist(),
                     float(family.sums[slot]), float(family.last_seen[slot]),
                     pool.values[slot, :n].tolist(), pool.stamps[slot, :n].tolist(),
-                    pool.tags[slot, :n].tolist(), int(pool.written[slot]),
+                    pool.tags_of(slot)[:n].tolist(), int(pool.written[slot]),
                     int(stats.counts[row]), stats.quantiles[row].tolist())
     return out
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
 import numpy as np
 import pytest
 
@@ -74,9 +76,10 @@ def test_window_by_age_drops_old_samples():
     assert empty.counts[0] == 0 and np.isnan(empty.quantiles[0]).all()
 
 
-def test_record_many_equals_record_one_by_one():
-    """The compiled batch write leaves rings, histograms, sums and counters exactly as
-    writing the same samples one at a time does, including batches larger than a ring."""
+def test_compiled_writes_equal_plain_python_writes():
+    """record (one sample) and record_many (batches) leave rings, histograms, sums and
+    counters exactly as plain Python would: bisect for the bucket, += in order, the ring
+    written column by column (RingPool.push), including batches larger than a ring."""
     rng = np.random.default_rng(7)
     n = 3000
     slots_in = rng.integers(0, 5, n)
@@ -84,22 +87,41 @@ def test_record_many_equals_record_one_by_one():
     values[::50] = 0.1  # exactly on a bucket bound
     stamps = rng.uniform(0, 100, n)
     tags = rng.integers(0, 5, n).astype(np.uint8)
+    extras = np.zeros(n, dtype=np.int64)
     stores = [Store(max_series=5, window_samples=256, window_seconds=300, idle_timeout=1)
               for _ in range(2)]
     for store in stores:
-        family = store.families["api"]
         for i in range(5):
-            store.slot(family, ("s", f"/{i}", "GET"))
+            store.slot(store.families["api"], ("s", f"/{i}", "GET"))
     a, b = (store.families["api"] for store in stores)
+    bounds = list(a.spec.buckets)
+    ref = RingPool(5, 256, QUANTILES)
+    for _ in range(5):
+        ref.allocate()
+    buckets = np.zeros_like(a.buckets)
+    sums = np.zeros(5)
+    counters = np.zeros_like(a.counters)
+    last_seen = np.zeros(5)
     for i in range(n):
-        a.record(int(slots_in[i]), float(values[i]), float(stamps[i]), int(tags[i]), 0)
+        s, v, t = int(slots_in[i]), float(values[i]), int(tags[i])
+        buckets[s, bisect_left(bounds, v)] += 1
+        sums[s] += v
+        counters[s, t, 0] += 1
+        last_seen[s] = max(last_seen[s], stamps[i])
+        ref.push(s, v, float(stamps[i]), t)
+        a.record(s, v, float(stamps[i]), t, 0)
     for chunk in np.array_split(np.arange(n), 7):  # uneven batches, some > capacity
-        b.record_many(slots_in[chunk], values[chunk], stamps[chunk], tags[chunk],
-                      np.zeros(len(chunk), dtype=np.int64))
-    for name in ("pos", "filled", "written", "values", "stamps", "tags"):
-        np.testing.assert_array_equal(getattr(a.pool, name), getattr(b.pool, name), name)
-    for name in ("buckets", "sums", "counters", "last_seen"):
-        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), name)
+        b.record_many(slots_in[chunk], values[chunk], stamps[chunk], tags[chunk], extras[chunk])
+    for family in (a, b):
+        for name in ("pos", "filled", "written", "values", "stamps", "tags"):
+            np.testing.assert_array_equal(getattr(family.pool, name), getattr(ref, name), name)
+        np.testing.assert_array_equal(family.buckets[:5], buckets)
+        np.testing.assert_array_equal(family.sums[:5], sums)
+        np.testing.assert_array_equal(family.counters[:5], counters)
+        np.testing.assert_array_equal(family.last_seen[:5], last_seen)
+    mine = [int(t) for s, t in zip(slots_in, tags, strict=True) if s == 0]
+    newest = {q % 256: mine[q] for q in range(len(mine))}  # column -> last tag written there
+    assert ref.tags_of(0)[: len(newest)].tolist() == [newest[c] for c in range(len(newest))]
 
 
 def test_replace_updates_in_place_until_the_ring_wraps_or_is_reused():
