@@ -30,7 +30,7 @@ Top = npt.NDArray[Any]  # uint16 or uint32 column numbers
 @njit(cache=True, nogil=True)
 def tag_at(tags: U8, col: int) -> int:
     """The 4-bit tag of ring column `col`: two per byte, saving 1 KB per series."""
-    return (np.int64(tags[col >> 1]) >> ((col & 1) << 2)) & 15
+    return int((np.int64(tags[col >> 1]) >> ((col & 1) << 2)) & 15)
 
 
 @njit(cache=True, nogil=True)
@@ -286,7 +286,7 @@ def record_batch(slots: I64, values: F64, stamps: F64, tags: npt.NDArray[Any], t
         col = pos[s]
         ring_values[s, col] = v
         ring_stamps[s, col] = stamps[i]
-        _set_tag(ring_tags[s], col, tag)
+        _set_tag(ring_tags[s], col, int(tag))
         col += 1
         pos[s] = 0 if col == cap else col
         if filled[s] < cap:
@@ -326,4 +326,4 @@ def record_one(s: int, v: float, stamp: float, tag: int, extra: int, bounds: F64
     seq = written[s]
     written[s] = seq + 1
     version[s] += 1
-    return seq
+    return int(seq)
