@@ -168,7 +168,8 @@ def finish_rows(src: I64, dst: I64, keys: U64, width: int, values: F64, stamps: 
 
 @njit(cache=True, nogil=True)
 def merge_rows(slots: I64, values: F64, stamps: F64, tags: U8, filled: I64, written: I64,
-               top: Top, top_len: I64, top_written: I64, top_cutoff: F64, cutoff: float,
+               top: Top, top_len: I64, top_written: I64, top_cutoff: F64, top_oldest: F64,
+               cutoff: float,
                qs: F64, ntags: int, max_delta: int, out_q: F64, out_n: I64, out_sum: F64,
                out_tags: I64, out_min: F64, rebuild: npt.NDArray[np.bool_]) -> None:
     """Window stats of `slots` by updating their tops in place; rows it cannot update get
@@ -201,13 +202,16 @@ def merge_rows(slots: I64, values: F64, stamps: F64, tags: U8, filled: I64, writ
             continue
         row = top[s]
         m0 = top_written[s] % cap
+        # Every top sample is at least as new as the window's oldest at the last update:
+        # when that is still inside the window, no stamp needs reading.
+        aging = top_oldest[s] < cutoff
         k = 0
         for i in range(tl):  # drop overwritten and aged-out columns
             c = np.int64(row[i])
             back = c - m0  # columns written since: m0 .. m0 + delta - 1, wrapping
             if back < 0:
                 back += cap
-            if back < delta or sts[c] < cutoff:
+            if back < delta or (aging and sts[c] < cutoff):
                 continue
             row[k] = row[i]
             k += 1
@@ -246,6 +250,7 @@ def merge_rows(slots: I64, values: F64, stamps: F64, tags: U8, filled: I64, writ
         top_len[s] = tl
         top_written[s] = w
         top_cutoff[s] = cutoff
+        top_oldest[s] = oldest
         if tl < n - _min_rank(qs, n):
             rebuild[r] = True
             top_len[s] = -1

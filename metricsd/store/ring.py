@@ -56,6 +56,7 @@ class RingPool:
         self.top_len = np.full(slots, -1, dtype=np.int64)
         self.top_written = np.zeros(slots, dtype=np.int64)
         self.top_cutoff = np.full(slots, -np.inf)
+        self.top_oldest = np.full(slots, -np.inf)  # window's oldest stamp at that update
         self.epoch = np.zeros(slots, dtype=np.int64)
         # More new samples than this since the last read: rebuilding beats merging.
         self.max_delta = max(1, capacity // 4)
@@ -156,7 +157,8 @@ class RingPool:
         stats = BlockStats.empty(k, len(self.qs), ntags)
         rebuild = np.zeros(k, dtype=np.bool_)
         merge_rows(slots, self.values, self.stamps, self.tags, self.filled, self.written,
-                   self.top, self.top_len, self.top_written, self.top_cutoff, cutoff, self.qs,
+                   self.top, self.top_len, self.top_written, self.top_cutoff, self.top_oldest,
+                   cutoff, self.qs,
                    ntags, self.max_delta, stats.quantiles, stats.counts, stats.sums,
                    stats.tag_counts, stats.min_stamps, rebuild)
         done = ~rebuild
@@ -175,6 +177,7 @@ class RingPool:
                           stats.slice(start, start + len(part)))
         self.top_written[slots] = self.written[slots]
         self.top_cutoff[slots] = cutoff
+        self.top_oldest[slots] = stats.min_stamps
         self._keep(slots, stats, self.version[slots], now)
 
     def copy_rows(self, slots: npt.NDArray[np.int64]) -> RowsCopy:
@@ -215,6 +218,7 @@ class RingPool:
         self.top_len[s] = stats.top_len[intact]
         self.top_written[s] = rows.written[intact]
         self.top_cutoff[s] = cutoff
+        self.top_oldest[s] = stats.min_stamps[intact]
 
     def _keep(
         self, s: npt.NDArray[np.int64], stats: BlockStats, version: npt.NDArray[np.int64],
