@@ -14,7 +14,13 @@ event loop keeps ingesting. Arithmetic matches numpy.percentile(method="linear")
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Any
+
+# Compiled code is cached on disk so only the first start after an install compiles
+# (seconds); next to the package when writable, else here, so a read-only install works.
+os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(tempfile.gettempdir(), "metricsd-numba"))
 
 import numpy as np
 import numpy.typing as npt

@@ -188,6 +188,31 @@ class SeriesFamily:
         return keys, np.fromiter(self.slot_of.values(), dtype=np.int64, count=len(keys))
 
 
+_warm = False
+
+
+def warm_up(window_samples: int) -> None:
+    """Load (or compile) every kernel once per process with the dtypes used in production,
+    at startup rather than inside the first beacon or scrape."""
+    global _warm
+    if _warm:
+        return
+    _warm = True
+    store = Store(max_series=2, window_samples=max(16, window_samples), window_seconds=300,
+                  idle_timeout=60)
+    family = store.families["api"]
+    store.observe("api", ("w", "/", "GET"), 0.1, 1.0, 1)
+    store.observe_columns("api", [("w", "/", "GET")] * 8, [0.1] * 8, [1.0] * 8, [1] * 8,
+                          [0] * 8)
+    store.observe_series("api", [("w", "/", "GET")], [2], np.ones(2), np.ones(2),
+                         np.full(2, 200))
+    store.window_stats(family, 2.0)  # first read: rebuild
+    store.observe("api", ("w", "/", "GET"), 0.2, 1.0, 1)
+    store.window_stats(family, 4.0)  # then a merge
+    _, slots = family.slots_array()
+    block_stats(store.pool.copy_rows(slots), 0.0, store.pool.qs, len(family.spec.tags))
+
+
 class Store:
     """Every family, the shared ring pool and the series budget (`max_series`)."""
 
