@@ -99,8 +99,8 @@ class ColumnarDecoder:
         try:
             start = body.lstrip()[:1]
             return self._decode(body) if start == b"[" else [self._decode_one(body)]
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return None
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            return None  # deep nesting too: the general path's decoder refuses it first
 
 
 def columns(
