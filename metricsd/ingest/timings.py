@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
+import numpy as np
 
 from metricsd.config import IngestConfig
 from metricsd.errors import BeaconError
@@ -62,6 +63,8 @@ class TimingsBeacon(BeaconType):
         self._decode_batch = msgspec.json.Decoder(list[timing]).decode  # type: ignore[valid-type]
         self._decode_one = msgspec.json.Decoder(timing).decode
         self._columnar = columnar.ColumnarDecoder(config.max_string_length, self.max_ms)
+        self._slot_of: dict[Key, int] = {}  # raw triple -> slot, valid for one store layout
+        self._layout = -1
 
     def ingest_body(self, body: bytes, ctx: Context) -> BatchResult | None:
         """Fast path for a batch whose every item is valid: typed decoding in C, no per-item
@@ -79,12 +82,8 @@ class TimingsBeacon(BeaconType):
             return None
         if n < VECTOR_BATCH:
             return self._ingest_few(items, ctx.now)
-        raw = zip([t.service for t in items], [t.route for t in items],
-                  [t.method for t in items], strict=True)
-        try:
-            keys = list(map(self.keys.__getitem__, raw))
-        except KeyError:
-            return None  # a triple not seen before: the general path vets it
+        raw = list(zip([t.service for t in items], [t.route for t in items],
+                       [t.method for t in items], strict=True))
         now = ctx.now
         stamps: list[Any] = [t.timestamp for t in items]
         if stamps.count(None) == n:
@@ -93,11 +92,56 @@ class TimingsBeacon(BeaconType):
             stamps = [now if s is None else stamp_in_range(s, now) for s in stamps]
             if None in stamps:
                 return None
+        slots = self._known_slots(raw)
+        if slots is not None:  # every series exists: one lookup per item, one compiled write
+            values = np.fromiter([t.duration_ms for t in items], np.float64, n)
+            values /= 1000.0  # the same IEEE division as duration_ms / 1000.0
+            self.store.families["api"].record_many(
+                np.array(slots, dtype=np.int64), values, np.array(stamps, dtype=np.float64),
+                np.fromiter([t.status for t in items], np.int64, n),
+                np.zeros(n, dtype=np.int64), tag_div=100)
+            return self._outcome([True] * n)
+        try:
+            keys = list(map(self.keys.__getitem__, raw))
+        except KeyError:
+            return None  # a triple not seen before: the general path vets it
         stored = self.store.observe_columns(
             "api", keys, [t.duration_ms / 1000.0 for t in items], stamps,
             [t.status // 100 - 1 for t in items], [0] * n,
         )
         return self._outcome(stored)
+
+    def _known_slots(self, raw: list[Key]) -> list[int] | None:
+        """The slot of every raw (service, route, method), or None if one has no series yet
+        (the store then allocates it and applies the series budget).
+
+        Cached from raw triple straight to slot, so a batch costs one dict lookup per item;
+        the cache is dropped whenever the store releases a slot (`Store.layout`), so a
+        triple never writes into a slot that now belongs to another series.
+        """
+        store = self.store
+        if self._layout != store.layout:
+            self._slot_of.clear()
+            self._layout = store.layout
+        cache = self._slot_of
+        try:
+            return list(map(cache.__getitem__, raw))
+        except KeyError:
+            pass
+        slot_of = store.families["api"].slot_of
+        out = []
+        for triple in raw:
+            slot = cache.get(triple)
+            if slot is None:
+                key = self.keys.get(triple)
+                slot = None if key is None else slot_of.get(key)
+                if slot is None:
+                    return None
+                if len(cache) >= KEY_CACHE_SIZE:
+                    cache.clear()
+                cache[triple] = slot
+            out.append(slot)
+        return out
 
     def _ingest_series(self, body: bytes, ctx: Context) -> BatchResult | None:
         """Fast path of columnar batches: every object of a known series, every element

@@ -234,6 +234,7 @@ class Store:
         # expiry waits for it, so no slot changes hands under a reader.
         self.reading = asyncio.Lock()
         self.families: dict[str, SeriesFamily] = {}
+        self.layout = 0  # bumps whenever a slot is released
         self.dropped: dict[str, int] = {}  # family -> samples refused for want of a slot
         self.expired: dict[str, int] = {}  # family -> series removed for idleness
         self._add(FamilySpec("api", ("service", "route", "method"), LATENCY_BUCKETS,
@@ -422,6 +423,8 @@ class Store:
             stale = [k for k, s in family.slot_of.items() if family.last_seen[s] < cutoff]
             for key in stale:
                 self.pool.release(family.slot_of.pop(key))
+            if stale:
+                self.layout += 1  # slots changed hands: caches of key -> slot are void
             self.expired[name] += len(stale)
             removed += len(stale)
         return removed
