@@ -153,6 +153,12 @@ class RingPool:
     ) -> npt.NDArray[np.int64]:
         """Update stats of `slots` whose tops can be merged (fast, on the loop); return the
         slots whose tops must be rebuilt."""
+        hopeless = (self.top_len[slots] < 0) | (
+            self.written[slots] - self.top_written[slots] > self.max_delta)
+        if hopeless.any():  # known without reading the rows: straight to the rebuild
+            rest = slots[~hopeless]
+            later = self.merge(rest, cutoff, now, ntags) if len(rest) else rest
+            return np.concatenate([slots[hopeless], later])
         k = len(slots)
         stats = BlockStats.empty(k, len(self.qs), ntags)
         rebuild = np.zeros(k, dtype=np.bool_)
