@@ -99,7 +99,8 @@ class RingPool:
         self._free.append(slot)
 
     def push(self, slot: int, value: float, stamp: float, tag: int = 0) -> int:
-        """Write one sample in O(1); return its sequence number within this allocation."""
+        """Write one sample; return its sequence number within this allocation. Plain Python:
+        the reference the compiled writes (kernels.record_one/record_batch) are tested on."""
         col = int(self.pos[slot])
         self.values[slot, col] = value
         self.stamps[slot, col] = stamp
