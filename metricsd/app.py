@@ -12,8 +12,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from metricsd import alerting, core, ingest, overview, postgres
+from metricsd import alerting, core, ingest, overview, pgbouncer, postgres
 from metricsd import web as routes
+from metricsd.clientlog import ConciseServerLog
 from metricsd.config import Config
 from metricsd.web.auth import admin_auth
 
@@ -23,11 +24,16 @@ def create_app(config: Config, path: str | Path | None = None) -> web.Applicatio
 
     `path` is the file `config` came from, re-read on reload (None: defaults and env).
     """
+    # Request bodies are decompressed by the beacon routes themselves (bounded, strict):
+    # aiohttp's decompression accepts trailing garbage and answers corrupt data with a 500.
     app = web.Application(client_max_size=config.ingest.max_body_bytes,
-                          middlewares=[admin_auth])
+                          middlewares=[admin_auth],
+                          handler_args={"auto_decompress": False,
+                                        "logger": ConciseServerLog()})
     core.setup(app, config, path)  # config, registry, scheduler, readiness, reload
     ingest.setup(app)  # store, beacon kinds, rate limiter, expiry job
     postgres.setup(app)  # targets, pools (context), scrape jobs, exporter
+    pgbouncer.setup(app)  # admin consoles (context), their jobs, collector
     alerting.setup(app)  # rules, evaluation job, dispatcher, HTTP session (context)
     overview.setup(app)  # page figures, per-minute history job
     routes.setup(app)  # HTTP routes only
