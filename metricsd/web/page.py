@@ -10,7 +10,6 @@ from __future__ import annotations
 import html
 import logging
 import math
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from markupsafe import Markup
 from yarl import URL
 
 from metricsd.core import CONFIG
-from metricsd.overview import HISTORY, sources
+from metricsd.overview import HISTORY, VIEWS
 from metricsd.overview.model import (
     CARD_SERIES,
     MAX_ALERTS,
@@ -31,7 +30,6 @@ from metricsd.overview.model import (
     REFRESH_DEFAULT_S,
     SPARK_POINTS,
     route_series,
-    summary,
 )
 from metricsd.store.series import VITALS
 
@@ -155,8 +153,8 @@ def _with_token(request: web.Request, path: str) -> str:
 async def overview(request: web.Request) -> web.Response:
     """The page: cards, per-route table, Web Vitals, PostgreSQL, alerts; auto-refreshing."""
     app = request.app
-    now = time.time()
-    data = await summary(sources(app), now)
+    snap = await app[VIEWS].page.get()  # shared, at most a second old: never per request
+    data, now = snap.value, snap.computed_at
     history = app[HISTORY]
 
     def spark(series: str, label: str) -> Markup:
