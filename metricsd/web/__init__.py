@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from metricsd.web import alerts, beacons, metrics, page, postgres, status, summary
+from metricsd.web import alerts, beacons, metrics, openapi, page, postgres, status, summary
 
 
 def setup(app: web.Application) -> None:
@@ -16,3 +16,4 @@ def setup(app: web.Application) -> None:
     postgres.setup(app)
     page.setup(app)
     alerts.setup(app)
+    openapi.setup(app)

@@ -136,7 +136,7 @@ def fmt_bytes(value: float | None) -> str:
 
 def _refresh_seconds(request: web.Request) -> int:
     raw = request.query.get("refresh", "")
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # "¹".isdigit() is True, int("¹") fails
         return REFRESH_DEFAULT_S
     value = int(raw)
     return 0 if value == 0 else min(3600, max(5, value))
