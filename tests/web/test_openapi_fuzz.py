@@ -157,7 +157,7 @@ def _auth(case: schemathesis.Case) -> dict[str, str]:
           suppress_health_check=list(HealthCheck))
 def test_api_with_credentials(case: schemathesis.Case, metricsd_url: str,
                               session: requests.Session) -> None:
-    CASES[case.operation.label] += case.method == case.operation.method
+    CASES[case.operation.label] += case.method.upper() == case.operation.method.upper()
     response = case.call(base_url=metricsd_url, session=session, headers=_auth(case),
                          timeout=30)
     case.validate_response(response, checks=CHECKS)
@@ -168,6 +168,6 @@ def test_api_with_credentials(case: schemathesis.Case, metricsd_url: str,
           deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_without_credentials(case: schemathesis.Case, metricsd_url: str,
                                  session: requests.Session) -> None:
-    CASES[case.operation.label] += case.method == case.operation.method
+    CASES[case.operation.label] += case.method.upper() == case.operation.method.upper()
     response = case.call(base_url=metricsd_url, session=session, timeout=30)
     case.validate_response(response, checks=CHECKS)
