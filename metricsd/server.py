@@ -9,6 +9,7 @@ complete, and only then does aiohttp's cleanup run (idle connections, cleanup co
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -62,6 +63,10 @@ async def run(config: Config) -> None:
     try:
         site = web.TCPSite(runner, config.host, config.port)
         await site.start()
+        # Everything imported and built so far lives as long as the process: keep it out of
+        # the collector's full passes, which otherwise trace some 70,000 objects (100+ ms
+        # with the loop stopped) whenever enough short-lived objects were promoted.
+        gc.freeze()
         log.info("metricsd listening on http://%s:%d", config.host, config.port)
         await stop.wait()
         log.info("stopping: finishing requests in progress")

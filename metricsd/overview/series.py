@@ -8,6 +8,7 @@ time with a yield to the event loop between chunks: a beacon waits for one chunk
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,14 @@ def _vital_rows(name: str, keys: list[tuple[str, ...]], qs: list[list[float]],
             for key, q, count, rate, rating in zip(keys, qs, counts, rates, tags, strict=True)]
 
 
+def _encode(rows: list[dict[str, Any]]) -> bytes:
+    """orjson; the standard library (which escapes them) for labels holding surrogates."""
+    try:
+        return orjson.dumps(rows)
+    except orjson.JSONEncodeError:
+        return json.dumps(rows).encode()
+
+
 async def _family_rows(store: Store, name: str, now: float) -> list[bytes]:
     """One family's rows, busiest first, as comma-joinable JSON pieces of a chunk each."""
     family = store.families[name]
@@ -60,7 +69,7 @@ async def _family_rows(store: Store, name: str, now: float) -> list[bytes]:
             rows = _api_rows(keys, *columns)
         else:
             rows = _vital_rows(name, keys, *columns)
-        pieces.append(orjson.dumps(rows)[1:-1])
+        pieces.append(_encode(rows)[1:-1])
         await asyncio.sleep(0)
     return pieces
 

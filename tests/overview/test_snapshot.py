@@ -180,3 +180,13 @@ async def test_concurrent_requests_compute_each_view_once(client):
                                                                    before[1] + 1)
     bodies = {await r.read() for r in summaries}
     assert len(bodies) == 1  # the same bytes for everyone
+
+
+async def test_summary_document_survives_a_label_orjson_cannot_encode(client):
+    """A lone surrogate (what aiohttp makes of a raw 0xFF header byte) must not be a 500."""
+    store = client.app[STORE]
+    store.observe("api", ("shop", "/x\udcff", "GET"), 0.25, time.time(), 0, 0)
+    resp = await client.get("/v1/summary")
+    assert resp.status == 200
+    (row,) = (await resp.json())["api"]
+    assert row["route"] == "/x\udcff" and row["count"] == 1
