@@ -12,6 +12,7 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import aiohttp_jinja2
 import jinja2
@@ -150,11 +151,33 @@ def _with_token(request: web.Request, path: str) -> str:
     return str(URL(path).update_query(token=token))
 
 
+# Rendered pages of the current snapshot, by (snapshot time, refresh, ?token=): a client
+# looping on / gets the same bytes until the snapshot is a second old, not a new render.
+RenderKey = tuple[float, int, str | None]
+RENDERED = web.AppKey("rendered_pages", dict[RenderKey, bytes])
+MAX_RENDERED = 8
+
+
 async def overview(request: web.Request) -> web.Response:
     """The page: cards, per-route table, Web Vitals, PostgreSQL, alerts; auto-refreshing."""
     app = request.app
     snap = await app[VIEWS].page.get()  # shared, at most a second old: never per request
-    data, now = snap.value, snap.computed_at
+    refresh = _refresh_seconds(request)
+    key = (snap.computed_at, refresh, request.query.get("token"))
+    rendered = app[RENDERED]
+    body = rendered.get(key)
+    if body is None:
+        if len(rendered) >= MAX_RENDERED or any(k[0] != key[0] for k in rendered):
+            rendered.clear()
+        body = rendered[key] = _render(request, snap.value, snap.computed_at, refresh).encode()
+    return web.Response(body=body, content_type="text/html", charset="utf-8", headers={
+        "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer",  # ?token= must not leak in Referer
+    })
+
+
+def _render(request: web.Request, data: dict[str, Any], now: float, refresh: int) -> str:
+    app = request.app
     history = app[HISTORY]
 
     def spark(series: str, label: str) -> Markup:
@@ -166,17 +189,14 @@ async def overview(request: web.Request) -> web.Response:
         "card_series": CARD_SERIES,
         "route_series": route_series,
         "history_minutes": history.minutes,
-        "refresh": _refresh_seconds(request),
+        "refresh": refresh,
         "max_routes": MAX_ROUTES,
         "max_pages": MAX_PAGES,
         "max_alerts": MAX_ALERTS,
         "link": lambda path: _with_token(request, path),
         "listen": app[CONFIG].listen,
     }
-    response = aiohttp_jinja2.render_template("overview.html", request, context)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"  # ?token= must not leak in Referer
-    return response
+    return aiohttp_jinja2.render_string("overview.html", request, context)
 
 
 def setup(app: web.Application) -> None:
@@ -193,5 +213,6 @@ def setup(app: web.Application) -> None:
     env.globals["css"] = Markup((STATIC_DIR / "overview.css").read_text(encoding="utf-8"))
     env.filters.update(seconds=fmt_seconds, ratio=fmt_ratio, rate=fmt_rate, vital=fmt_vital,
                        count=fmt_count, bytes=fmt_bytes)
+    app[RENDERED] = {}
     app.router.add_get("/", overview, name="overview")
     app.router.add_static("/static/", STATIC_DIR, name="static")

@@ -190,3 +190,20 @@ async def test_summary_document_survives_a_label_orjson_cannot_encode(client):
     assert resp.status == 200
     (row,) = (await resp.json())["api"]
     assert row["route"] == "/x\udcff" and row["count"] == 1
+
+
+async def test_the_page_is_rendered_once_per_snapshot_and_variant(client):
+    from metricsd.web.page import MAX_RENDERED, RENDERED
+
+    first = await (await client.get("/")).read()
+    assert await (await client.get("/")).read() is not None
+    rendered = client.app[RENDERED]
+    assert len(rendered) == 1 and next(iter(rendered.values())) == first
+    paused = await (await client.get("/?refresh=0")).text()
+    assert "auto-refresh paused" in paused and len(rendered) == 2
+    for i in range(3 * MAX_RENDERED):  # distinct ?token= values cannot grow it unbounded
+        assert (await client.get(f"/?token=t{i}")).status == 200
+        assert len(rendered) <= MAX_RENDERED
+    client.app[VIEWS].invalidate()
+    await client.get("/")
+    assert len(rendered) == 1  # a new snapshot drops the old renders
