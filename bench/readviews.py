@@ -5,7 +5,7 @@ The views come from a snapshot computed at most once a second (metricsd/overview
 client looping on them costs the loop one computation a second plus sending bytes.
 Server pinned to core 0; wrk and the looping client on core 1. Rounds alternate
 without/with, and medians are reported. Goal: p99 ratio <= 2.
-Run: .venv/bin/python bench/readviews.py [--seconds 8] [--rounds 3] [--rps 2000]
+Run: .venv/bin/python bench/readviews.py [--seconds 8] [--rounds 3] [--rps 1000]
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--rps", type=float, default=2000.0)
+    parser.add_argument("--rps", type=float, default=1000.0)
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         try:  # the looping client shares wrk's core, never the server's
