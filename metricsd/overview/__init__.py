@@ -7,12 +7,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 from aiohttp import web
 
 from metricsd.alerting import ALERTS
-from metricsd.core import CONFIG, SCHEDULER
+from metricsd.config import Config
+from metricsd.core import CONFIG, SCHEDULER, Apply, register_reloader
 from metricsd.ingest import STORE
 from metricsd.overview import model
 from metricsd.overview.history import History
@@ -71,6 +73,15 @@ async def sample_history(app: web.Application, now: float | None = None) -> None
     await model.sample_history(sources(app), app[HISTORY], now)
 
 
+async def _reload(app: web.Application, old: Config, new: Config) -> Apply:
+    """After a reload the next reader computes afresh (new targets, rules, receivers)."""
+
+    async def apply() -> None:
+        app[VIEWS].invalidate()
+
+    return apply
+
+
 async def _views(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[VIEWS].close()
@@ -82,5 +93,6 @@ def setup(app: web.Application) -> None:
                            max_series=len(CARD_SERIES) + MAX_ROUTES, started_at=time.time())
     app[VIEWS] = Views(app)
     app.cleanup_ctx.append(_views)
+    register_reloader(app, "overview", partial(_reload, app))
     app[SCHEDULER].add_job(sample_history, "interval", seconds=60, args=[app], id="history:sample",
                            max_instances=1, coalesce=True)

@@ -207,3 +207,14 @@ async def test_the_page_is_rendered_once_per_snapshot_and_variant(client):
     client.app[VIEWS].invalidate()
     await client.get("/")
     assert len(rendered) == 1  # a new snapshot drops the old renders
+
+
+async def test_a_reload_invalidates_the_views(client):
+    from metricsd import core
+
+    views = client.app[VIEWS]
+    await views.page.get()
+    await views.series.get()
+    result = await core.reload(client.app, core.current_config(client.app))
+    assert result.ok
+    assert views.page.latest is None and views.series.latest is None
