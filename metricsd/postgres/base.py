@@ -15,6 +15,15 @@ from metricsd.errors import CollectorError
 from metricsd.export.text import escape_label_value, label_string, number
 from metricsd.postgres.targets import ServerInfo
 
+# Relations someone holds or waits for in ACCESS EXCLUSIVE mode (a migration, VACUUM FULL,
+# REINDEX): pg_relation_size() on them would queue behind the lock, so the views leave them
+# out for that round instead of waiting, as pgwatch does. Used as `relid NOT IN (...)`.
+LOCKED_RELATIONS_SQL = """
+SELECT relation FROM pg_locks
+WHERE locktype = 'relation' AND mode = 'AccessExclusiveLock' AND relation IS NOT NULL
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
+
 
 class CollectorStatusError(CollectorError):
     """A failure the collector can name: `status` is the metricsd_pg_collector_status label."""

@@ -13,7 +13,13 @@ from typing import Any
 import asyncpg
 
 from metricsd.config import PostgresConfig
-from metricsd.postgres.base import FamilyBuilder, PgCollector, Snapshot, spec
+from metricsd.postgres.base import (
+    LOCKED_RELATIONS_SQL,
+    FamilyBuilder,
+    PgCollector,
+    Snapshot,
+    spec,
+)
 from metricsd.postgres.registry import register
 from metricsd.postgres.targets import ServerInfo
 
@@ -24,7 +30,7 @@ LINE_POINTER = 4
 MAXALIGN = 8
 INNER_FILL = 0.7
 
-INDEXES_SQL = """
+INDEXES_SQL = f"""
 SELECT s.indexrelid, s.schemaname AS schema, s.relname AS "table", s.indexrelname AS index,
        s.idx_scan AS scans, s.idx_tup_read AS tuples_read, s.idx_tup_fetch AS tuples_fetched,
        coalesce(io.idx_blks_hit, 0) AS blks_hit, coalesce(io.idx_blks_read, 0) AS blks_read,
@@ -41,6 +47,7 @@ JOIN pg_index i ON i.indexrelid = s.indexrelid
 JOIN pg_class ic ON ic.oid = s.indexrelid
 JOIN pg_am am ON am.oid = ic.relam
 LEFT JOIN pg_statio_user_indexes io ON io.indexrelid = s.indexrelid
+WHERE s.indexrelid NOT IN ({LOCKED_RELATIONS_SQL}) AND s.relid NOT IN ({LOCKED_RELATIONS_SQL})
 """
 # Average key width per index from pg_stats (only columns the role may read). This is the
 # costliest query of the view, and widths move slowly, so it runs every WIDTHS_REFRESH_S.

@@ -38,11 +38,13 @@ from metricsd.postgres.targets import PgTarget, TargetDown
 
 log = logging.getLogger(__name__)
 
-# Statuses that still mean "the server answered": they do not turn metricsd_pg_up to 0.
-ANSWERED = frozenset({"ok", "missing_extension", "insufficient_privilege",
-                      "unsupported_version"})
-STATUSES = ("ok", "connection_error", "timeout", "missing_extension",
+# metricsd_pg_up is "the server answered this round": only a failure to connect (or a lost
+# connection) turns it to 0. A collector that times out, waits too long on a lock or gets
+# an SQL error has its own status and leaves `up` and the other collectors alone.
+STATUSES = ("ok", "connection_error", "timeout", "lock_timeout", "missing_extension",
             "insufficient_privilege", "query_error", "unsupported_version", "error")
+# Kinds counted in metricsd_pg_collector_errors_total (exported from the start, at 0).
+ERROR_KINDS = tuple(s for s in STATUSES if s not in ("ok", "unsupported_version"))
 PRIVILEGE_HINT = "the role needs pg_read_all_stats (GRANT pg_monitor TO <role>)"
 STATEMENT_SORTS = {
     "total": lambda s: s.time_s,
@@ -98,6 +100,8 @@ def classify(exc: BaseException) -> tuple[str, str]:
         return exc.status, str(exc)
     if isinstance(exc, TargetDown):
         return "connection_error", str(exc)
+    if isinstance(exc, asyncpg.LockNotAvailableError):
+        return "lock_timeout", f"waited longer than lock_timeout on a lock: {exc}"
     if isinstance(exc, TimeoutError | asyncpg.QueryCanceledError):
         return "timeout", f"timed out: {exc}" if str(exc) else "timed out"
     if isinstance(exc, asyncpg.InsufficientPrivilegeError):
@@ -109,6 +113,15 @@ def classify(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, asyncpg.PostgresError):
         return "query_error", f"{type(exc).__name__}: {exc}"
     return "error", f"{type(exc).__name__}: {exc}"
+
+
+def answered_by_server(exc: BaseException, status: str) -> bool | None:
+    """Did the server answer? False: no connection; None: cannot tell (no answer in time)."""
+    if status == "connection_error":
+        return False
+    if isinstance(exc, CollectorStatusError | asyncpg.PostgresError):
+        return True  # an error response (statement_timeout and lock_timeout included)
+    return None
 
 
 class TargetState:
@@ -206,8 +219,10 @@ class PgState:
                 snapshot = await collector.scrape(conn, info, now)
             rendered = render(collector, snapshot)
             status, message = "ok", ""
+            answered = True
         except Exception as exc:  # never raise into the scheduler; cancellation still does
             status, message = classify(exc)
+            answered = answered_by_server(exc, status)
             if status == "error":
                 log.exception("postgres target %s collector %s failed", ts.name, name)
         health.duration_s = time.perf_counter() - started
@@ -228,9 +243,9 @@ class PgState:
                 level = logging.INFO if status == "unsupported_version" else logging.WARNING
                 log.log(level, "postgres target %s collector %s: %s: %s (logged once until it"
                         " recovers)", ts.name, name, status, message)
-        ran = [h.status for h in ts.health.values() if h.status != "pending"]
-        ts.up = bool(ran) and all(s in ANSWERED for s in ran)
-        if ts.up:
+        if answered is not None:
+            ts.up = answered
+        if ts.up and answered:
             ts.last_up = now
         return status
 

@@ -134,8 +134,8 @@ class StatementsData:
     other: Statement | None
     tracked: int
     max_entries: int | None
-    dealloc_total: int
-    dealloc_in_interval: int
+    dealloc_total: int | None  # None before 1.9 (PostgreSQL 13): not known, not zero
+    dealloc_in_interval: int | None
     resets_total: int
     reset_in_interval: bool
     hidden: int  # entries whose queryid this role may not see
@@ -304,15 +304,18 @@ class StatementsCollector(PgCollector):
         self._prev, self._prev_info = current, info
         interval = now - self._prev_time
         self._prev_time = now
+        dealloc_total = self._dealloc_total + dealloc if info is not None else None
         if prev is None:
             return StatementsData(version, None, (), None, len(current), max_entries,
-                                  self._dealloc_total, 0, self._resets_total, False, hidden)
+                                  dealloc_total, 0 if info else None, self._resets_total,
+                                  False, hidden)
         if dealloc:
             self._dealloc_total += dealloc
             if not self._warned_dealloc:
                 self._warned_dealloc = True
                 log.warning(
-                    "postgres target %s: pg_stat_statements evicted %d entries; raise "
+                    "postgres target %s: pg_stat_statements ran %d eviction rounds (each drops"
+                    " the least-used 5%% of entries, at least 10); raise "
                     "pg_stat_statements.max (now %s) or statements are lost between scrapes",
                     self.target, dealloc, max_entries,
                 )
@@ -339,7 +342,8 @@ class StatementsCollector(PgCollector):
         if reset or went_back:
             self._resets_total += 1
         return self._build(deltas, known_max, current, interval, block_size, version,
-                           max_entries, dealloc, reset or went_back, hidden)
+                           max_entries, dealloc if info is not None else None,
+                           reset or went_back, hidden)
 
     def _build(
         self,
@@ -350,7 +354,7 @@ class StatementsCollector(PgCollector):
         block_size: int,
         version: str,
         max_entries: int | None,
-        dealloc: int,
+        dealloc: int | None,
         reset: bool,
         hidden: int,
     ) -> StatementsData:
@@ -421,7 +425,8 @@ class StatementsCollector(PgCollector):
         )
         return StatementsData(
             version, interval, tuple(out), other_stmt, len(current), max_entries,
-            self._dealloc_total, dealloc, self._resets_total, reset, hidden,
+            self._dealloc_total if dealloc is not None else None, dealloc,
+            self._resets_total, reset, hidden,
         )
 
     def fill(self, out: FamilyBuilder, data: StatementsData) -> None:

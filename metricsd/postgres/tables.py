@@ -7,19 +7,27 @@ from typing import Any
 
 import asyncpg
 
-from metricsd.postgres.base import FamilyBuilder, PgCollector, Snapshot, epoch, spec
+from metricsd.postgres.base import (
+    LOCKED_RELATIONS_SQL,
+    FamilyBuilder,
+    PgCollector,
+    Snapshot,
+    epoch,
+    spec,
+)
 from metricsd.postgres.registry import register
 from metricsd.postgres.targets import ServerInfo
 
 LABELS = ("schema", "table")
 
-TABLES_SQL = """
+TABLES_SQL = f"""
 SELECT schemaname AS schema, relname AS "table", seq_scan, seq_tup_read,
        coalesce(idx_scan, 0) AS idx_scan, n_live_tup, n_dead_tup,
        greatest(last_vacuum, last_autovacuum) AS last_vacuum,
        greatest(last_analyze, last_autoanalyze) AS last_analyze,
        pg_relation_size(relid) AS size_bytes
 FROM pg_stat_user_tables
+WHERE relid NOT IN ({LOCKED_RELATIONS_SQL})
 """
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import pytest
 
 from tests.fixtures.pg import run_sql
 
 
+@pytest.mark.pg_versions("15", "18")
 async def test_primary_and_standby_lag(make_cluster, make_pg_state):
     primary = make_cluster()
     standby = make_cluster(standby_of=primary, settings={"cluster_name": "standby1"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from metricsd.postgres.tables import is_missing_index_candidate
+from tests.fixtures.pg import flush_stats
 
 
 async def test_sequential_scan_heavy_table_is_a_candidate(pg_database, make_pg_state):
@@ -20,8 +21,7 @@ async def test_sequential_scan_heavy_table_is_a_candidate(pg_database, make_pg_s
             INSERT INTO looked_up SELECT g, g FROM generate_series(1, 20000) g;
             ANALYZE;
         """)
-        await conn.execute("SELECT pg_stat_force_next_flush()")
-        await conn.execute("SELECT 1")
+        await flush_stats(conn)
         # Building the primary key scanned the (empty) heap once: take the test's baseline.
         before = await conn.fetchrow(
             "SELECT seq_scan, seq_tup_read FROM pg_stat_user_tables WHERE relname = 'orders'")
@@ -32,8 +32,7 @@ async def test_sequential_scan_heavy_table_is_a_candidate(pg_database, make_pg_s
         await conn.execute("SET enable_seqscan = off")
         for key in range(20):
             await conn.fetch("SELECT * FROM looked_up WHERE id = $1", key)
-        await conn.execute("SELECT pg_stat_force_next_flush()")
-        await conn.execute("SELECT 1")
+        await flush_stats(conn)
     finally:
         await conn.close()
     state = await make_pg_state(pg_database, missing_index_min_rows=10_000)

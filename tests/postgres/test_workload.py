@@ -9,6 +9,7 @@ import uuid
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import pytest
 
 from tests.fixtures.binaries import require_binary
 from tests.fixtures.pg import PG_BIN_GLOB, run_sql
@@ -16,6 +17,7 @@ from tests.fixtures.pg import PG_BIN_GLOB, run_sql
 CLIENTS, TRANSACTIONS = 2, 150
 
 
+@pytest.mark.pg_versions("15", "18")
 async def test_pgbench_transactions_are_the_interval_calls(pg_database, make_pg_state):
     pgbench = require_binary("pgbench", PG_BIN_GLOB)
 
