@@ -358,7 +358,12 @@ class PgState:
         return {"is_standby": data.is_standby,
                 "standbys": [s.as_dict() for s in data.standbys],
                 "replay_delay_seconds": data.replay_delay_s,
-                "replay_lag_bytes": data.replay_lag_bytes}
+                "replay_lag_bytes": data.replay_lag_bytes,
+                "last_replay_age_seconds": data.last_replay_age_s,
+                "wal_receiver_status": data.receiver_status,
+                "wal_receiver_last_message_age_seconds": data.receiver_message_age_s,
+                "slots": [s.as_dict() for s in data.slots],
+                "missing_standbys": list(data.missing)}
 
     def readiness(self, target: str) -> dict[str, Any]:
         """The /readyz component of one target; never required (a DB outage only degrades)."""
