@@ -25,6 +25,9 @@ WHERE locktype = 'relation' AND mode = 'AccessExclusiveLock' AND relation IS NOT
 """
 
 
+PRIVILEGE_HINT = "the role needs pg_read_all_stats (GRANT pg_monitor TO <role>)"
+
+
 class CollectorStatusError(CollectorError):
     """A failure the collector can name: `status` is the metricsd_pg_collector_status label."""
 
@@ -55,6 +58,9 @@ class Snapshot:
     collector: str
     taken_at: float
     data: Any
+    # Set when the data is incomplete because the role lacks a privilege (what and the
+    # grant): served anyway, with status insufficient_privilege (docs/postgres.md).
+    missing_privilege: str = ""
 
 
 class FamilyBuilder:
@@ -155,8 +161,8 @@ class PgCollector:
         """Add the samples of `data` (the snapshot's payload) to `out`."""
         raise NotImplementedError
 
-    def snapshot(self, now: float, data: Any) -> Snapshot:
-        return Snapshot(self.target, self.name, now, data)
+    def snapshot(self, now: float, data: Any, missing_privilege: str = "") -> Snapshot:
+        return Snapshot(self.target, self.name, now, data, missing_privilege)
 
 
 def spec(name: str, kind: str, doc: str, *labels: str) -> FamilySpec:

@@ -40,6 +40,7 @@ SELECT s.indexrelid, s.schemaname AS schema, s.relname AS "table", s.indexrelnam
                WHERE c.conindid = s.indexrelid AND c.contype IN ('p', 'u', 'x'))
          AS backs_constraint,
        am.amname AS method, ic.reltuples, i.indnatts AS natts,
+       has_table_privilege(s.relid, 'SELECT') AS readable,
        coalesce((SELECT split_part(o, '=', 2)::int FROM unnest(ic.reloptions) AS o
                  WHERE o LIKE 'fillfactor=%'), 90) AS fillfactor
 FROM pg_stat_user_indexes s
@@ -190,7 +191,12 @@ class IndexesCollector(PgCollector):
                 bloat_bytes=bloat_bytes, bloat_ratio=bloat_ratio,
             ))
         indexes.sort(key=lambda i: (i.schema, i.table, i.index))
-        return self.snapshot(now, IndexesData(tuple(indexes), float(age or 0.0)))
+        # pg_stats hides the columns of tables the role may not SELECT: no bloat estimate.
+        hidden = sum(1 for r in rows if r["method"] == "btree" and not r["readable"])
+        note = (f"{hidden} btree indexes get no bloat estimate: pg_stats hides the columns of"
+                " tables the role may not read (GRANT pg_read_all_data TO <role> on 14+, or"
+                " GRANT SELECT on those tables)") if hidden else ""
+        return self.snapshot(now, IndexesData(tuple(indexes), float(age or 0.0)), note)
 
     def _bloat(
         self, r: Any, width: tuple[int, int] | None, block_size: int

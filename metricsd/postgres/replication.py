@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from metricsd.config import PostgresConfig
-from metricsd.postgres.base import FamilyBuilder, PgCollector, Snapshot, spec
+from metricsd.postgres.base import PRIVILEGE_HINT, FamilyBuilder, PgCollector, Snapshot, spec
 from metricsd.postgres.registry import register
 from metricsd.postgres.targets import ServerInfo
 
@@ -182,7 +182,11 @@ class ReplicationCollector(PgCollector):
             missing = tuple(sorted(name for name, at in self._seen.items()
                                    if name not in connected and now - at < STANDBY_MEMORY_S))
             data = ReplicationData(False, standbys, None, None, slots, missing=missing)
-        return self.snapshot(now, data)
+        note = ""
+        if not info.reads_all_stats:
+            note = ("the WAL receiver's status (standby) and the standbys' positions "
+                    f"(primary) are hidden; {PRIVILEGE_HINT}")
+        return self.snapshot(now, data, note)
 
     def fill(self, out: FamilyBuilder, data: ReplicationData) -> None:
         out.add("metricsd_pg_replication_is_standby", 1.0 if data.is_standby else 0.0)

@@ -23,6 +23,7 @@ from prometheus_client.samples import Sample
 from metricsd.config import PostgresConfig
 from metricsd.postgres.activity import ActivityData
 from metricsd.postgres.base import (
+    PRIVILEGE_HINT,
     CollectorStatusError,
     FamilyBuilder,
     PgCollector,
@@ -45,7 +46,6 @@ STATUSES = ("ok", "connection_error", "timeout", "lock_timeout", "missing_extens
             "insufficient_privilege", "query_error", "unsupported_version", "error")
 # Kinds counted in metricsd_pg_collector_errors_total (exported from the start, at 0).
 ERROR_KINDS = tuple(s for s in STATUSES if s not in ("ok", "unsupported_version"))
-PRIVILEGE_HINT = "the role needs pg_read_all_stats (GRANT pg_monitor TO <role>)"
 STATEMENT_SORTS = {
     "total": lambda s: s.time_s,
     "mean": lambda s: s.mean_s or 0.0,
@@ -219,6 +219,8 @@ class PgState:
                 snapshot = await collector.scrape(conn, info, now)
             rendered = render(collector, snapshot)
             status, message = "ok", ""
+            if snapshot.missing_privilege:  # partial data: served, but said
+                status, message = "insufficient_privilege", snapshot.missing_privilege
             answered = True
         except Exception as exc:  # never raise into the scheduler; cancellation still does
             status, message = classify(exc)
@@ -230,8 +232,15 @@ class PgState:
         health.status, health.message = status, message
         # A failed collector's series are dropped, never served stale.
         ts.rendered[name] = rendered
-        if status == "ok":
+        partial = rendered is not None and status == "insufficient_privilege"
+        if status == "ok" or partial:
             health.last_success = now
+        if partial:
+            if status not in health.logged:
+                health.logged.add(status)
+                log.warning("postgres target %s collector %s: incomplete: %s (logged once)",
+                            ts.name, name, message)
+        elif status == "ok":
             if health.logged:
                 log.info("postgres target %s collector %s recovered", ts.name, name)
                 health.logged.clear()

@@ -19,6 +19,7 @@ import asyncpg
 
 from metricsd.config import PostgresConfig
 from metricsd.postgres.base import (
+    PRIVILEGE_HINT,
     CollectorStatusError,
     FamilyBuilder,
     PgCollector,
@@ -348,9 +349,11 @@ class StatementsCollector(PgCollector):
         data = self._diff(current, since, info_row, now, info.block_size, version,
                           max_entries, hidden)
         fields = counter_fields(version, bool(ext["track_io_timing"]))
+        hidden_note = (f"{hidden} entries of other roles have no queryid or text and are left"
+                       f" out; {PRIVILEGE_HINT}" if hidden else "")
         return self.snapshot(now, replace(
             data, counter_fields=fields, block_size=info.block_size,
-            track_io_timing=bool(ext["track_io_timing"]), own=len(own)))
+            track_io_timing=bool(ext["track_io_timing"]), own=len(own)), hidden_note)
 
     async def _fetch_names(self, conn: asyncpg.Connection, current: dict[Key, Any]) -> None:
         names = self._names
