@@ -313,6 +313,9 @@ class PgState:
             "dealloc_in_interval": data.dealloc_in_interval,
             "resets_total": data.resets_total, "reset_in_interval": data.reset_in_interval,
             "hidden": data.hidden, "extension_version": data.extension_version,
+            "evicted_in_interval": data.evicted_in_interval,
+            "evicted_total": data.evicted_total, "own": data.own,
+            "track_io_timing": data.track_io_timing,
             "other": data.other.as_dict() if data.other else None,
         }
 
