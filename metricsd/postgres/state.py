@@ -46,7 +46,7 @@ STATUSES = ("ok", "connection_error", "timeout", "lock_timeout", "missing_extens
             "insufficient_privilege", "query_error", "unsupported_version", "error")
 # Kinds counted in metricsd_pg_collector_errors_total (exported from the start, at 0).
 ERROR_KINDS = tuple(s for s in STATUSES if s not in ("ok", "unsupported_version"))
-STATEMENT_SORTS = {
+STATEMENT_SORTS: dict[str, Callable[[Any], float]] = {
     "total": lambda s: s.time_s,
     "mean": lambda s: s.mean_s or 0.0,
     "calls": lambda s: s.calls,
@@ -206,6 +206,7 @@ class PgState:
         now = self.clock()
         started = time.perf_counter()
         rendered: Rendered | None = None
+        answered: bool | None
         try:
             async with asyncio.timeout(self.config.scrape_timeout), ts.pg.connection() as conn:
                 info = ts.pg.info

@@ -81,7 +81,8 @@ class StatementCounters:
         entering = set()
         for key in wanted:
             if key not in self.values:
-                self.values[key] = self.retired.pop(key, None) or [0.0] * len(self.columns)
+                back = self.retired.pop(key) if key in self.retired else None
+                self.values[key] = back or [0.0] * len(self.columns)
                 entering.add(key)
         columns = self.columns
         for key, delta in deltas.items():

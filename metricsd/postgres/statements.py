@@ -427,7 +427,7 @@ class StatementsCollector(PgCollector):
                 )
         went_back = False
         readded = 0
-        deltas: dict[Key, tuple[float, ...]] = {}
+        deltas: dict[Key, tuple[Any, ...]] = {}
         known_max: dict[Key, float | None] = {}
         for key, row in current.items():
             before = None if reset else prev.get(key)
@@ -621,6 +621,6 @@ def _interval_sum_squares(row: tuple[Any, ...], before: tuple[Any, ...]) -> floa
         if not n:
             return 0.0
         mean = r[TOTAL] / n
-        return n * (r[STDDEV] * r[STDDEV] + mean * mean)
+        return float(n * (r[STDDEV] * r[STDDEV] + mean * mean))
 
     return max(0.0, sum_squares(row) - sum_squares(before))

@@ -99,7 +99,8 @@ async def test_cut_off_standby_shows_growing_delay_and_fires(
     assert seen["slots"][0]["retained_bytes"] >= 2000 * 1024
     streaming = on_standby.replication("main")
     assert streaming["wal_receiver_status"] == "streaming"
-    assert streaming["replay_delay_seconds"] == 0
+    # Caught up: 0, or (when a WAL record arrived a moment ago) well under a second or two.
+    assert streaming["replay_delay_seconds"] < 5
     assert streaming["wal_receiver_last_message_age_seconds"] < 30
     config = make_config({"postgres": {"scrape_interval": "1s", "targets": [
         {"name": "replica", "dsn": standby.dsn}]}})

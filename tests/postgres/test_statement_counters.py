@@ -83,7 +83,9 @@ async def test_counters_survive_reset_evictions_restarts_in_prometheus(
             if seen[-1] == expected:
                 return text
             await asyncio.sleep(0.2)
-        raise AssertionError(f"calls never reached {expected}: {seen[-10:]}")
+        async with session.get(f"http://{address}/readyz") as resp:
+            ready = await resp.text()
+        raise AssertionError(f"calls never reached {expected}: {seen[-10:]}; {ready}")
 
     selector = f'{CALLS}{{queryid="{queryid}"}}'
     try:
