@@ -110,6 +110,9 @@ class IngestConfig(_Model):
 _DEFAULT_COLLECTORS: dict[str, bool] = {
     "statements": True, "indexes": True, "tables": True,
     "activity": True, "database": True, "replication": True,
+    # pg-more (issue 13): server-wide views, each skipped where the server lacks it.
+    "wraparound": True, "database_size": True, "transactions": True, "blocking": True,
+    "io": True, "checkpointer": True, "bgwriter": True, "wal": True, "archiver": True,
 }
 
 
@@ -134,6 +137,22 @@ class TargetConfig(_Model):
         return _check_collectors(value)
 
 
+class PlansConfig(_Model):
+    """Plans of slow statements, plan changes and index advice (docs/plans.md)."""
+
+    enabled: bool = True
+    refresh_interval: Duration = 600.0  # how often a tracked statement's plan is re-read
+    per_round: int = Field(3, ge=0, le=100)  # plans fetched per round and target at most
+    round_budget: Duration = 2.0  # seconds of plan work per round and target at most
+    timeout: Duration = 2.0  # statement_timeout of each EXPLAIN
+    max_statements: int = Field(200, ge=1, le=10_000)
+    regression_factor: float = Field(1.5, gt=1.0)  # after / before mean that is a regression
+    regression_min_calls: int = Field(10, ge=1)
+    regression_min_ms: float = Field(1.0, ge=0)
+    explain_allow_writes: bool = False  # the runner may EXPLAIN ANALYZE writes (rolled back)
+    explain_timeout: Duration = 10.0
+
+
 class PostgresConfig(_Model):
     """PostgreSQL scraping: schedule, thresholds and targets."""
 
@@ -149,7 +168,11 @@ class PostgresConfig(_Model):
     query_text_cache: int = Field(20_000, ge=1)
     missing_index_min_rows: int = Field(10_000, ge=0)
     bloat_min_bytes: int = Field(1_048_576, ge=0)
+    # An index with scans, but none for this long (last_idx_scan, PostgreSQL 16+), is unused.
+    unused_index_idle: Duration = 35 * 86400.0
+    long_transactions: int = Field(10, ge=1, le=100)  # top N by age: JSON, page, series
     collectors: dict[str, bool] = {}
+    plans: PlansConfig = PlansConfig()
     targets: list[TargetConfig] = []
 
     @staticmethod
@@ -172,6 +195,33 @@ class PostgresConfig(_Model):
     @field_validator("targets")
     @classmethod
     def _unique_targets(cls, targets: list[TargetConfig]) -> list[TargetConfig]:
+        names = [target.name for target in targets]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"target names must be unique, repeated: {', '.join(duplicates)}")
+        return targets
+
+
+class PgBouncerTargetConfig(_Model):
+    """One PgBouncer admin console: dbname must be `pgbouncer`, the user a stats_users one."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    dsn: str = Field(min_length=1)
+
+
+class PgBouncerConfig(_Model):
+    """PgBouncer pools and stats, read from the admin console (SHOW POOLS, STATS, ...)."""
+
+    scrape_interval: Duration = 15.0
+    scrape_timeout: Duration = 5.0
+    connect_timeout: Duration = 5.0
+    max_pools: int = Field(1000, ge=1)  # (database, user) pools exported per target
+    targets: list[PgBouncerTargetConfig] = []
+
+    @field_validator("targets")
+    @classmethod
+    def _unique_targets(cls, targets: list[PgBouncerTargetConfig]
+                        ) -> list[PgBouncerTargetConfig]:
         names = [target.name for target in targets]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
@@ -223,7 +273,13 @@ class AlertingConfig(_Model):
     repeat_interval: Duration = 14400.0
     resolve_timeout: Duration = 300.0
     state_file: str | None = None
+    # How long an alert restored after a restart is held as it was while fresh data comes
+    # in; None: 2 x evaluation_interval + postgres.scrape_interval (and at least
+    # ingest.window.seconds for rules on window quantiles). See metricsd/alerting/restore.py.
+    restore_grace: Duration | None = None
     dead_letter_file: str | None = None
+    # Dead letters that could not be written are kept (at most this many) and retried.
+    dead_letter_buffer: int = Field(1000, ge=1, le=1_000_000)
     external_url: str | None = None
 
     @model_validator(mode="after")
@@ -271,6 +327,7 @@ class Config(_Model):
     shutdown_timeout: Duration = 10.0
     ingest: IngestConfig = IngestConfig()
     postgres: PostgresConfig = PostgresConfig()
+    pgbouncer: PgBouncerConfig = PgBouncerConfig()
     alerting: AlertingConfig = AlertingConfig()
     admin: AdminConfig = AdminConfig()
 

@@ -11,7 +11,9 @@ from metricsd.config import Config, load_config
 
 pytest_plugins = [
     "tests.fixtures.pg",
+    "tests.fixtures.pgbouncer",
     "tests.fixtures.prometheus",
+    "tests.fixtures.process",
 ]
 
 

@@ -26,6 +26,10 @@ SHIPPED = {
     "PostgresConnectionUtilizationHigh", "PostgresCacheHitRatioLow",
     "PostgresReplicationLagHigh", "PostgresInvalidIndex", "MetricsdDroppingSeries",
     "PostgresStandbyDisconnected", "PostgresStandbyMissing", "PostgresReplicationSlotInactive",
+    # pg-more (issue 13): PgBouncer and PostgreSQL maintenance.
+    "PgBouncerDown", "PgBouncerPoolUtilizationHigh", "PgBouncerClientsWaiting",
+    "PgBouncerClientConnectionsHigh", "PostgresWraparoundRisk", "PostgresArchivingFailing",
+    "PostgresPlanRegression",
 }
 
 
@@ -62,7 +66,8 @@ def test_shipped_rules_load_in_metricsd_and_cover_the_issue(make_config):
             assert name in documented, name
 
 
-@pytest.mark.parametrize("test_file", ["alerts_test.yml", "semantics_test.yml"])
+@pytest.mark.parametrize("test_file", ["alerts_test.yml", "semantics_test.yml",
+                                       "pgbouncer_test.yml"])
 def test_rule_unit_tests_pass_in_metricsd_and_in_promtool(test_file):
     """Same file, two engines: metricsd must agree with Prometheus on every expectation."""
     path = RULE_TESTS / test_file
@@ -100,7 +105,7 @@ def test_rules_check_cli(tmp_path, capsys):
     ("rate(x_total[5m]) > 1", "function rate() is outside the supported subset"),
     ("topk(3, x)", "aggregation topk() is outside the subset"),
     ("x offset 5m > 1", "offset"),
-    ("x + on(a) group_left b", "group_left"),
+    ("x and on(a) group_left b", "no grouping allowed"),
     ("42", "must return an instant vector"),
     ('{job="x"}', "must name its metric"),
     ("x >", "invalid PromQL"),

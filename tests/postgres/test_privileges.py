@@ -62,10 +62,10 @@ async def test_role_without_pg_monitor_gets_statuses_not_silence(
     try:
         for _ in range(2):
             statuses = await state.scrape_all()
-        expected = {("main", c): PARTIAL for c in ("statements", "activity", "replication",
-                                                  "indexes")}
-        expected |= {("main", c): "ok" for c in ("tables", "database")}
-        assert statuses == expected, state.health("main")
+        partial = {c: statuses.pop(("main", c)) for c in ("statements", "activity",
+                                                           "replication", "indexes")}
+        assert set(partial.values()) == {PARTIAL}, state.health("main")
+        assert statuses[("main", "tables")] == statuses[("main", "database")] == "ok"
         assert state.up("main")
         health = state.health("main")
         assert "pg_read_all_stats" in health["statements"]["message"]
@@ -83,7 +83,8 @@ async def test_role_without_pg_monitor_gets_statuses_not_silence(
             "target": "main", "collector": "indexes", "kind": PARTIAL}) == 0
         said = [r.getMessage() for r in caplog.records if PARTIAL in r.getMessage()
                 or "incomplete" in r.getMessage()]
-        assert len(said) == 4, said  # once per collector, not per round
+        mine = [m for m in said if any(f" collector {c}:" in m for c in partial)]
+        assert len(mine) == 4, said  # once per collector, not per round
     finally:
         await state.close()
         run_sql(pg_database, f'DROP OWNED BY "{role}"', f'DROP ROLE "{role}"')
@@ -102,7 +103,7 @@ async def test_documented_grants_make_every_collector_ok(pg_database, make_pg_st
     try:
         for _ in range(2):
             statuses = await state.scrape_all()
-        assert set(statuses.values()) == {"ok"}, state.health("main")
+        assert set(statuses.values()) <= {"ok", "unsupported_version"}, state.health("main")
         # The bloat estimate has its widths now (the plain role above had none).
         collector = state.targets["main"].collectors["indexes"]
         assert collector._widths

@@ -120,6 +120,25 @@ class Dispatcher:
         self.log: dict[str, LogEntry] = {}
         self._closed = False
 
+    def reconfigure(self, router: Router, receivers: Mapping[str, Receiver],
+                    fallback: str | None) -> None:
+        """Reload: new routes and receivers; groups whose route survived keep their timers.
+
+        A group whose route (key and receiver) is gone is stopped; its alerts are routed
+        again at the next evaluation, and the notification log, keyed by group and
+        receiver, keeps them from being sent twice.
+        """
+        self.router, self.receivers, self.fallback = router, dict(receivers), fallback
+        routes = {(r.key, r.receiver): r for r in (router.root, *router.routes)}
+        for key, group in list(self.groups.items()):
+            route = routes.get((group.route.key, group.route.receiver))
+            if route is None or route.receiver not in self.receivers:
+                del self.groups[key]
+                if group.task is not None:
+                    group.task.cancel()
+            else:
+                group.route = route
+
     # ---- input ------------------------------------------------------------------------
 
     def update(self, alerts: Iterable[NotifyAlert]) -> None:
@@ -217,13 +236,14 @@ class Dispatcher:
         if group.dead_lettered == sets:
             return False
         group.dead_lettered = sets
+        names = ", ".join(sorted({a.labels.get("alertname", "") for a in alerts} - {""}))
         await self.dead_letter.append({
             "time": rfc3339(self.clock()),
             "receiver": receiver.name,
             "group_key": group.key,
             "errors": errors,
             "payload": receiver.render(notification),
-        })
+        }, names)
         return False
 
     # ---- persistence and shutdown -----------------------------------------------------
