@@ -66,14 +66,20 @@ async def test_counters_survive_reset_evictions_restarts_in_prometheus(
     prometheus = await make_prometheus([address])
     marker = f"c{uuid.uuid4().hex[:8]}"
     work_sql = f"SELECT count(*) AS {marker} FROM generate_series(1, $1::int)"
-    await _run(cluster.dsn, work_sql, 1)  # its first interval goes to `other`
-    queryid = str(run_sql(cluster.dsn, "SELECT queryid FROM pg_stat_statements WHERE query"
-                                       f" LIKE '%{marker}%'")[0][0][0])
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
 
     async def metrics() -> str:
         async with session.get(f"http://{address}/metrics") as resp:
             return await resp.text()
+
+    # metricsd's baseline first, so the statement's first call falls in an interval.
+    for _ in range(100):
+        if _value(await metrics(), "metricsd_pg_statements_tracked") is not None:
+            break
+        await asyncio.sleep(0.1)
+    await _run(cluster.dsn, work_sql, 1)  # its first interval goes to `other`
+    queryid = str(run_sql(cluster.dsn, "SELECT queryid FROM pg_stat_statements WHERE query"
+                                       f" LIKE '%{marker}%'")[0][0][0])
 
     async def until_calls(expected: float, within_s: float = 15.0) -> str:
         seen: list[float | None] = []
