@@ -12,6 +12,7 @@ from metricsd.config import Config, load_config
 pytest_plugins = [
     "tests.fixtures.pg",
     "tests.fixtures.prometheus",
+    "tests.fixtures.alertmanager",
 ]
 
 

@@ -61,7 +61,8 @@ class AlertingService:
         self.stats = AlertingStats()
         self.engine = AlertEngine(groups, external_url=self.external_url, clock=clock)
         self.receivers_by_name: dict[str, Receiver] = {
-            r.name: RECEIVER_KINDS[r.format].from_config(r, stats=self.stats)
+            r.name: RECEIVER_KINDS[r.format].from_config(
+                r, stats=self.stats, evaluation_interval=config.evaluation_interval)
             for r in config.receivers
         }
         self.state = StateFile(config.state_file, self.snapshot, self.stats)

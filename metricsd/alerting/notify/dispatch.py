@@ -127,8 +127,13 @@ class Dispatcher:
         if self._closed:
             return
         now = self.clock()
+        direct: dict[str, list[NotifyAlert]] = {
+            name: [] for name, r in self.receivers.items() if r.direct}
         for alert in alerts:
             for route in self.router.match(alert.labels):
+                if route.receiver in direct:
+                    direct[route.receiver].append(alert)  # it groups (Alertmanager), not us
+                    continue
                 labels = route.group_labels(alert.labels)
                 key = f"{route.key}:{label_set(labels)}"
                 group = self.groups.get(key)
@@ -145,6 +150,8 @@ class Dispatcher:
                 group.alerts[alert.fingerprint] = alert
                 if not group.flushed and alert.starts_at + route.group_wait <= now:
                     group.wake.set()  # waited long enough already (e.g. before a restart)
+        for name, routed in direct.items():
+            self.receivers[name].offer(routed, now, self.session)
 
     # ---- timers -----------------------------------------------------------------------
 
@@ -247,3 +254,4 @@ class Dispatcher:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(r.close() for r in self.receivers.values()))
