@@ -9,7 +9,10 @@ TEST_STAMP := $(VENV)/.installed-test
 # headless Chromium, wrk for benchmarks, Node/npm for the web-vitals browser test.
 # Debian's npm conflicts with a nodejs package that bundles npm (NodeSource's): ask for
 # it only when there is no npm at all.
-SYSDEPS := postgresql postgresql-contrib prometheus chromium wrk nodejs \
+# prometheus-alertmanager and victoria-metrics: the fleet tests (tests/e2e/test_alertmanager.py,
+# tests/deploy/test_victoriametrics.py).
+SYSDEPS := postgresql postgresql-contrib prometheus prometheus-alertmanager victoria-metrics \
+	chromium wrk nodejs \
 	$(if $(shell command -v npm),,npm)
 # Only for `make bench`: postgres_exporter is the baseline of the PostgreSQL benchmark.
 BENCH_SYSDEPS := prometheus-postgres-exporter
