@@ -14,10 +14,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import BucketSpan, NativeHistogram, Sample
 
 from metricsd import __version__
 from metricsd.export.text import header, label_string, number
 from metricsd.ingest.selfmetrics import SelfMetrics
+from metricsd.store import exponential
 from metricsd.store.ring import FloatArray
 from metricsd.store.series import (
     NAVIGATION_TYPES,
@@ -186,7 +188,11 @@ class StoreCollector:
     def collect(self) -> Iterator[Metric]:
         return self.collect_only(None)
 
-    def collect_only(self, wanted: set[str] | None) -> Iterator[Metric]:
+    def collect_native(self) -> Iterator[Metric]:
+        """Every family, histograms with native buckets too (the protobuf exposition)."""
+        return self.collect_only(None, native=True)
+
+    def collect_only(self, wanted: set[str] | None, native: bool = False) -> Iterator[Metric]:
         """Families whose name (or a sample name of it) is in `wanted`; all when None."""
         now = self.clock()
 
@@ -205,7 +211,8 @@ class StoreCollector:
         if any(need_api):
             stats = self.store.window_stats(api, now)
             if need_api[0]:
-                yield self._histogram(API_HISTOGRAM, "API request latency, cumulative", api, stats)
+                yield self._histogram(API_HISTOGRAM, "API request latency, cumulative", api,
+                                      stats, native)
             if need_api[1]:
                 yield self._summary(
                     API_SUMMARY, f"API request latency quantiles {_window_help(self.store)}",
@@ -234,7 +241,8 @@ class StoreCollector:
             stats = self.store.window_stats(family, now)
             unit = " (seconds)" if spec.unit else " (unitless)"
             if need[0]:
-                yield self._histogram(hist_name, f"{spec.help}{unit}, cumulative", family, stats)
+                yield self._histogram(hist_name, f"{spec.help}{unit}, cumulative", family,
+                                      stats, native)
             if need[1]:
                 yield self._summary(
                     sum_name, f"{spec.help}{unit} quantiles {_window_help(self.store)}",
@@ -260,7 +268,8 @@ class StoreCollector:
         return dict(zip(family.spec.labels, key, strict=True))
 
     def _histogram(
-        self, name: str, doc: str, family: SeriesFamily, stats: WindowStats
+        self, name: str, doc: str, family: SeriesFamily, stats: WindowStats,
+        native: bool = False,
     ) -> Metric:
         metric = Metric(name, doc, "histogram")
         bounds = [*(repr(float(b)) for b in family.spec.buckets), "+Inf"]
@@ -271,6 +280,11 @@ class StoreCollector:
                 metric.add_sample(f"{name}_bucket", {**labels, "le": le}, float(count))
             metric.add_sample(f"{name}_count", labels, float(cumulative[-1]))
             metric.add_sample(f"{name}_sum", labels, float(family.sums[slot]))
+            if native:
+                metric.samples.append(Sample(name, labels, float(cumulative[-1]),
+                                             native_histogram=native_histogram(
+                                                 family, int(slot), float(cumulative[-1]),
+                                                 float(family.sums[slot]))))
         return metric
 
     def _summary(self, name: str, doc: str, family: SeriesFamily, stats: WindowStats) -> Metric:
@@ -329,6 +343,20 @@ class StoreCollector:
                              "navigation_type": nav},
                             float(counts[tag, extra]),
                         )
+
+
+def native_histogram(family: SeriesFamily, slot: int, count: float,
+                     total: float) -> NativeHistogram:
+    """A series' exponential buckets in prometheus_client's model (the protobuf writer's)."""
+    row = family.native.get(slot)
+    sparse = exponential.sparse(
+        row if row is not None else np.zeros(0, dtype=np.int64),
+        int(family.native_zero[slot]))
+    return NativeHistogram(
+        count_value=count, sum_value=total, schema=sparse.schema,
+        zero_threshold=sparse.zero_threshold, zero_count=float(sparse.zero_count),
+        pos_spans=tuple(BucketSpan(offset, length) for offset, length in sparse.spans),
+        pos_deltas=tuple(sparse.deltas))
 
 
 class _Chunks:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from metricsd.store import exponential
 from metricsd.store.ring import CHUNK, TICK_SECONDS, FloatArray, RingPool, block_stats
 
 QUANTILES: tuple[float, ...] = (0.5, 0.75, 0.9, 0.95, 0.99)
@@ -133,6 +134,11 @@ class SeriesFamily:
     sums: FloatArray = field(init=False)
     counters: npt.NDArray[np.int64] = field(init=False)
     last_seen: FloatArray = field(init=False)
+    # Native histogram counts (store/exponential.py): per slot of this family only (a
+    # pool-sized block would cost every family 1.8 KB per slot), the zero bucket and one
+    # column per exponential bucket key from exponential.MIN_KEY.
+    native: dict[int, npt.NDArray[np.int64]] = field(default_factory=dict)
+    native_zero: npt.NDArray[np.int64] = field(init=False)
 
     def __post_init__(self) -> None:
         slots = self.pool.slots
@@ -141,6 +147,7 @@ class SeriesFamily:
         self.sums = np.zeros(slots)
         self.counters = np.zeros((slots, len(self.spec.tags), len(self.spec.extras)), np.int64)
         self.last_seen = np.zeros(slots)
+        self.native_zero = np.zeros(slots, dtype=np.int64)
         self._bounds = self.spec.buckets
         self._bounds_array = np.asarray(self.spec.buckets, dtype=np.float64)
 
@@ -150,6 +157,10 @@ class SeriesFamily:
     def record(self, slot: int, value: float, stamp: float, tag: int, extra: int) -> int:
         """Add one sample to ring, histogram and counters; return its ring sequence number."""
         self.buckets[slot, bisect_left(self._bounds, value)] += 1
+        if value > exponential.ZERO_THRESHOLD:
+            self.native_row(slot)[exponential.key(value) - exponential.MIN_KEY] += 1
+        else:
+            self.native_zero[slot] += 1
         self.sums[slot] += value
         self.counters[slot, tag, extra] += 1
         if stamp > self.last_seen[slot]:
@@ -167,10 +178,23 @@ class SeriesFamily:
         """Add a batch (any mix of series) with a fixed number of vectorised operations."""
         bucket = np.searchsorted(self._bounds_array, values, side="left")
         np.add.at(self.buckets, (slots, bucket), 1)
+        positive = values > exponential.ZERO_THRESHOLD
+        np.add.at(self.native_zero, slots[~positive], 1)
+        columns = exponential.keys(values[positive]) - exponential.MIN_KEY
+        owners = slots[positive]
+        for slot in np.unique(owners).tolist():
+            np.add.at(self.native_row(slot), columns[owners == slot], 1)
         np.add.at(self.sums, slots, values)
         np.add.at(self.counters, (slots, tags, extras), 1)
         np.maximum.at(self.last_seen, slots, stamps)
         self.pool.push_batch(slots, values, stamps, tags)
+
+    def native_row(self, slot: int) -> npt.NDArray[np.int64]:
+        """The exponential bucket counts of a slot, created at its first positive sample."""
+        row = self.native.get(slot)
+        if row is None:
+            row = self.native[slot] = np.zeros(exponential.WIDTH, dtype=np.int64)
+        return row
 
     def slots_array(self) -> tuple[list[tuple[str, ...]], npt.NDArray[np.int64]]:
         keys = list(self.slot_of)
@@ -224,6 +248,8 @@ class Store:
                 return None
             family.slot_of[key] = slot
             family.buckets[slot] = 0
+            family.native.pop(slot, None)
+            family.native_zero[slot] = 0
             family.sums[slot] = 0.0
             family.counters[slot] = 0
             family.last_seen[slot] = 0.0
@@ -344,7 +370,9 @@ class Store:
         for name, family in self.families.items():
             stale = [k for k, s in family.slot_of.items() if family.last_seen[s] < cutoff]
             for key in stale:
-                self.pool.release(family.slot_of.pop(key))
+                slot = family.slot_of.pop(key)
+                family.native.pop(slot, None)  # memory back now, not at the slot's reuse
+                self.pool.release(slot)
             self.expired[name] += len(stale)
             removed += len(stale)
         return removed

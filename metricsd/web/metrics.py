@@ -1,4 +1,5 @@
-"""GET /metrics: Prometheus text exposition, or OpenMetrics when the scraper asks for it."""
+"""GET /metrics: Prometheus text exposition, or OpenMetrics or protobuf (with native
+histograms) when the scraper asks for it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import time
 from aiohttp import web
 
 from metricsd.core import REGISTRY
+from metricsd.export.protobuf import PROTOBUF_CONTENT_TYPE, wants_protobuf
+from metricsd.export.protobuf import render as render_protobuf
 from metricsd.export.text import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
@@ -25,7 +28,12 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     """Refresh stale window stats off the loop, render, and stream the text out."""
     store = request.app[STORE]
     await store.refresh(time.time())
-    openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
+    accept = request.headers.get("Accept", "")
+    if wants_protobuf(accept):
+        async with store.reading:
+            body = render_protobuf(request.app[REGISTRY])
+        return web.Response(body=body, headers={"Content-Type": PROTOBUF_CONTENT_TYPE})
+    openmetrics = wants_openmetrics(accept)
     async with store.reading:
         pieces = await render_pieces(request.app[REGISTRY], openmetrics)
     response = web.StreamResponse(headers={
