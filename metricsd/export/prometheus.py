@@ -273,11 +273,14 @@ class StoreCollector:
     ) -> Metric:
         metric = Metric(name, doc, "histogram")
         bounds = [*(repr(float(b)) for b in family.spec.buckets), "+Inf"]
+        samples = metric.samples  # built directly: add_sample re-validates every name
+        bucket_name = f"{name}_bucket"
         for key, slot in zip(stats.keys, stats.slots, strict=True):
             labels = self._labels(family, key)
             cumulative = np.cumsum(family.buckets[slot])
-            for le, count in zip(bounds, cumulative, strict=True):
-                metric.add_sample(f"{name}_bucket", {**labels, "le": le}, float(count))
+            samples.extend(Sample(bucket_name, {**labels, "le": le}, count)
+                           for le, count in zip(bounds, cumulative.astype(float).tolist(),
+                                                strict=True))
             metric.add_sample(f"{name}_count", labels, float(cumulative[-1]))
             metric.add_sample(f"{name}_sum", labels, float(family.sums[slot]))
             if native:

@@ -15,6 +15,7 @@ import math
 import struct
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
@@ -60,8 +61,13 @@ def wants_protobuf(accept: str) -> bool:
 # ---- wire format ------------------------------------------------------------------------
 
 
+_SMALL = [bytes((i,)) for i in range(128)]
+
+
 def varint(value: int) -> bytes:
     """Base-128 varint of a non-negative int (negative int64 as two's complement, 10 bytes)."""
+    if 0 <= value < 128:
+        return _SMALL[value]
     if value < 0:
         value += 1 << 64
     out = bytearray()
@@ -77,24 +83,28 @@ def zigzag(value: int) -> int:
     return (value << 1) ^ (value >> 63) if value < 0 else value << 1
 
 
+# Field keys (field number << 3 | wire type) of every field used: one byte each.
+_KEY = {(field, wire): varint(field << 3 | wire) for field in range(1, 17) for wire in (0, 1, 2)}
+
+
 def _key(field: int, wire: int) -> bytes:
-    return varint(field << 3 | wire)
+    return _KEY[(field, wire)]
 
 
 def _uint(field: int, value: int) -> bytes:
-    return _key(field, 0) + varint(value)
+    return _KEY[(field, 0)] + varint(value)
 
 
 def _sint(field: int, value: int) -> bytes:
-    return _key(field, 0) + varint(zigzag(value))
+    return _KEY[(field, 0)] + varint(zigzag(value))
 
 
 def _double(field: int, value: float) -> bytes:
-    return _key(field, 1) + _DOUBLE.pack(value)
+    return _KEY[(field, 1)] + _DOUBLE.pack(value)
 
 
 def _bytes(field: int, data: bytes) -> bytes:
-    return _key(field, 2) + varint(len(data)) + data
+    return _KEY[(field, 2)] + varint(len(data)) + data
 
 
 def _string(field: int, text: str) -> bytes:
@@ -104,8 +114,19 @@ def _string(field: int, text: str) -> bytes:
 # ---- messages ---------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=65536)
+def _label_set(items: tuple[tuple[str, str], ...]) -> bytes:
+    """Encoded label pairs; the same series repeats across families, so they are cached."""
+    return b"".join(_bytes(1, _string(1, k) + _string(2, v)) for k, v in items)
+
+
 def _labels(labels: Mapping[str, str]) -> bytes:
-    return b"".join(_bytes(1, _string(1, k) + _string(2, v)) for k, v in labels.items())
+    return _label_set(tuple(labels.items()))
+
+
+@lru_cache(maxsize=4096)
+def _bucket_bound(bound: float) -> bytes:
+    return _double(2, bound)
 
 
 def _metric(labels: Mapping[str, str], field: int, body: bytes,
@@ -113,7 +134,7 @@ def _metric(labels: Mapping[str, str], field: int, body: bytes,
     """A Metric: labels, the typed value message in `field`, optional timestamp_ms."""
     out = _labels(labels) + _bytes(field, body)
     if timestamp is not None:
-        out += _key(6, 0) + varint(int(float(timestamp) * 1000))
+        out += _KEY[(6, 0)] + varint(int(float(timestamp) * 1000))
     return out
 
 
@@ -159,8 +180,10 @@ class _HistogramSeries:
         count = self.count if self.count is not None else (native.count_value if native else 0)
         total = self.total if self.total is not None else (native.sum_value if native else 0)
         body = _uint(1, _count(float(count))) + _double(2, float(total))
+        bucket = _KEY[(3, 2)]
         for bound, cumulative in self.buckets:
-            body += _bytes(3, _uint(1, _count(cumulative)) + _double(2, bound))
+            inner = _uint(1, _count(cumulative)) + _bucket_bound(bound)
+            body += bucket + varint(len(inner)) + inner
         if native is not None:
             body += native_fields(native)
         return body
@@ -239,12 +262,21 @@ def encode_family(metric: Metric) -> bytes:
     return b"".join(_simple(metric))
 
 
-def render(registry: CollectorRegistry) -> bytes:
-    """The whole registry; collectors with `collect_native()` (the store) add native buckets."""
-    out: list[bytes] = []
+def collect(registry: CollectorRegistry) -> list[Metric]:
+    """Every family with samples; collectors with `collect_native()` (the store) add
+    native buckets. Runs on the event loop: collectors read live state."""
+    out: list[Metric] = []
     for collector in list(registry._collector_to_names):
-        collect = getattr(collector, "collect_native", None) or collector.collect
-        for metric in collect():
-            if metric.samples:
-                out.append(encode_family(metric))
-    return b"".join(out)
+        gather = getattr(collector, "collect_native", None) or collector.collect
+        out.extend(metric for metric in gather() if metric.samples)
+    return out
+
+
+def encode(families: Iterable[Metric]) -> bytes:
+    """The body for collected families; pure, so it can run in a worker thread."""
+    return b"".join(encode_family(metric) for metric in families)
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    """collect() then encode() in one go (tests, small registries)."""
+    return encode(collect(registry))

@@ -74,25 +74,29 @@ def sparse(row: npt.NDArray[np.int64], zero_count: int,
            limit: int = BUCKET_LIMIT) -> Sparse:
     """A store row (WIDTH counts from MIN_KEY) as spans and deltas, at most `limit` buckets."""
     populated = np.flatnonzero(row)
-    bucket_keys = populated.astype(np.int64) + MIN_KEY
-    counts = row[populated].astype(np.int64)
+    counts = row[populated]
     schema = SCHEMA
-    while len(bucket_keys) > limit and schema > MIN_SCHEMA:
-        # One schema lower, bucket k holds the old buckets 2k-1 and 2k.
-        merged = (bucket_keys + 1) >> 1
-        bucket_keys, first = np.unique(merged, return_index=True)
-        counts = np.add.reduceat(counts, first)
-        schema -= 1
+    if len(populated) > limit:
+        bucket_keys = populated.astype(np.int64) + MIN_KEY
+        while len(bucket_keys) > limit and schema > MIN_SCHEMA:
+            # One schema lower, bucket k holds the old buckets 2k-1 and 2k.
+            merged = (bucket_keys + 1) >> 1
+            bucket_keys, first = np.unique(merged, return_index=True)
+            counts = np.add.reduceat(counts, first)
+            schema -= 1
+        key_list = bucket_keys.tolist()
+    else:
+        key_list = [int(i) + MIN_KEY for i in populated.tolist()]
     spans: list[tuple[int, int]] = []
-    previous_end = 0
-    for run in np.split(bucket_keys, np.flatnonzero(np.diff(bucket_keys) != 1) + 1):
-        if not len(run):
-            continue
-        start = int(run[0])
-        offset = start if not spans else start - previous_end
-        spans.append((offset, len(run)))
-        previous_end = start + len(run)
-    deltas = np.diff(counts, prepend=0).tolist() if len(counts) else []
+    deltas: list[int] = []
+    previous_key = previous_count = 0
+    for bucket, count in zip(key_list, counts.tolist(), strict=True):
+        if spans and bucket == previous_key + 1:
+            spans[-1] = (spans[-1][0], spans[-1][1] + 1)
+        else:  # a new span: its offset counts from the end of the previous one
+            spans.append((bucket if not spans else bucket - previous_key - 1, 1))
+        deltas.append(count - previous_count)
+        previous_key, previous_count = bucket, count
     return Sparse(schema, ZERO_THRESHOLD, int(zero_count), spans, deltas)
 
 

@@ -9,8 +9,7 @@ import time
 from aiohttp import web
 
 from metricsd.core import REGISTRY
-from metricsd.export.protobuf import PROTOBUF_CONTENT_TYPE, wants_protobuf
-from metricsd.export.protobuf import render as render_protobuf
+from metricsd.export import protobuf
 from metricsd.export.text import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
@@ -29,10 +28,12 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     await store.refresh(time.time())
     accept = request.headers.get("Accept", "")
-    if wants_protobuf(accept):
+    if protobuf.wants_protobuf(accept):
         async with store.reading:
-            body = render_protobuf(request.app[REGISTRY])
-        return web.Response(body=body, headers={"Content-Type": PROTOBUF_CONTENT_TYPE})
+            families = protobuf.collect(request.app[REGISTRY])
+        # Encoding is pure Python over immutable families: off the loop, beacons keep flowing.
+        body = await asyncio.to_thread(protobuf.encode, families)
+        return web.Response(body=body, headers={"Content-Type": protobuf.PROTOBUF_CONTENT_TYPE})
     openmetrics = wants_openmetrics(accept)
     async with store.reading:
         pieces = await render_pieces(request.app[REGISTRY], openmetrics)
