@@ -11,11 +11,11 @@ import asyncpg
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 from prometheus_client.parser import text_string_to_metric_families
-from tests.postgres.test_failures import wait_for
 
 from metricsd.app import create_app
 from metricsd.postgres import PG_STATE
 from tests.fixtures.binaries import require_binary
+from tests.postgres.test_failures import wait_for
 
 
 @pytest.fixture
