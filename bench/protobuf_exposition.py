@@ -23,37 +23,75 @@ from metricsd.app import create_app
 from metricsd.config import load_config
 from metricsd.core import REGISTRY
 from metricsd.export import protobuf
+from metricsd.export.prometheus import StoreCollector
 from metricsd.ingest import STORE
 
 ACCEPT = ("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
           "encoding=delimited;q=0.8,text/plain;version=0.0.4;q=0.3")
 
 
+class Ticker:
+    """Measures the longest time the event loop did not run a 1 ms ticker (a stall)."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            self.longest = max(self.longest, now - last)
+            last = now
+
+    async def __aenter__(self) -> Ticker:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.sleep(0.002)
+        self.longest = 0.0
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
 async def measure(series: int, repeat: int) -> dict[str, float]:
     app = create_app(load_config(None, env={"METRICSD_INGEST__MAX_SERIES": str(series)}))
     store = app[STORE]
     fill(store, series, store.pool.capacity, time.time())
-    text, proto, on_loop, encode = [], [], [], []
+    text, proto, on_loop, built, encode, text_stall, proto_stall = [], [], [], [], [], [], []
+    collector = next(c for c in app[REGISTRY]._collector_to_names
+                     if isinstance(c, StoreCollector))
     async with TestClient(TestServer(app)) as client:
         for _ in range(repeat):
             touch(store, time.time())
-            start = time.perf_counter()
-            await (await client.get("/metrics")).read()
-            text.append(time.perf_counter() - start)
+            async with Ticker() as ticker:
+                start = time.perf_counter()
+                await (await client.get("/metrics")).read()
+                text.append(time.perf_counter() - start)
+            text_stall.append(ticker.longest)
             touch(store, time.time())
-            start = time.perf_counter()
-            body = await (await client.get("/metrics", headers={"Accept": ACCEPT})).read()
-            proto.append(time.perf_counter() - start)
+            async with Ticker() as ticker:
+                start = time.perf_counter()
+                body = await (await client.get("/metrics", headers={"Accept": ACCEPT})).read()
+                proto.append(time.perf_counter() - start)
+            proto_stall.append(ticker.longest)
             await store.refresh(time.time())
             start = time.perf_counter()
-            families = protobuf.collect(app[REGISTRY])
+            build = collector.native_snapshot()  # the only store work left on the loop
             on_loop.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            families = build()
+            built.append(time.perf_counter() - start)
             start = time.perf_counter()
             protobuf.encode(families)
             encode.append(time.perf_counter() - start)
     med = {k: float(np.median(v)) * 1000 for k, v in
-           (("text_ms", text), ("protobuf_ms", proto), ("protobuf_on_loop_ms", on_loop),
-            ("protobuf_encode_ms", encode))}
+           (("text_ms", text), ("protobuf_ms", proto), ("snapshot_on_loop_ms", on_loop),
+            ("build_families_thread_ms", built), ("encode_thread_ms", encode),
+            ("text_longest_stall_ms", text_stall),
+            ("protobuf_longest_stall_ms", proto_stall))}
     return {"series": series, **med, "ratio": med["protobuf_ms"] / med["text_ms"],
             "protobuf_bytes": len(body)}
 

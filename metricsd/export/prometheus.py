@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +32,7 @@ from metricsd.store.series import (
     VitalSpec,
     WindowStats,
 )
+from metricsd.store.snapshot import StoreSnapshot
 
 QUANTILE_LABELS: tuple[str, ...] = tuple(repr(q) for q in QUANTILES)
 # Changed series formatted between two yields to the event loop (about 1 ms of work),
@@ -191,6 +192,15 @@ class StoreCollector:
     def collect_native(self) -> Iterator[Metric]:
         """Every family, histograms with native buckets too (the protobuf exposition)."""
         return self.collect_only(None, native=True)
+
+    def native_snapshot(self) -> Callable[[], list[Metric]]:
+        """collect_native() over a copy of the store taken now: the returned builder is
+        safe to run in a worker thread while beacons keep writing."""
+        now = self.clock()
+        frozen = StoreSnapshot(self.store, now)
+        # StoreSnapshot offers exactly what the collecting code reads from a Store.
+        collector = StoreCollector(cast(Store, frozen), clock=lambda: now)
+        return lambda: list(collector.collect_native())
 
     def collect_only(self, wanted: set[str] | None, native: bool = False) -> Iterator[Metric]:
         """Families whose name (or a sample name of it) is in `wanted`; all when None."""

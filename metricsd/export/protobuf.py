@@ -11,6 +11,7 @@ no generated code, no protobuf runtime.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import struct
 from collections.abc import Iterable, Iterator, Mapping
@@ -262,13 +263,18 @@ def encode_family(metric: Metric) -> bytes:
     return b"".join(_simple(metric))
 
 
-def collect(registry: CollectorRegistry) -> list[Metric]:
-    """Every family with samples; collectors with `collect_native()` (the store) add
-    native buckets. Runs on the event loop: collectors read live state."""
+async def collect(registry: CollectorRegistry) -> list[Metric]:
+    """Every family with samples. A collector with `native_snapshot()` (the store) copies
+    its state on the loop and builds its families, native buckets included, in a worker
+    thread; the others are collected on the loop (they are small)."""
     out: list[Metric] = []
     for collector in list(registry._collector_to_names):
-        gather = getattr(collector, "collect_native", None) or collector.collect
-        out.extend(metric for metric in gather() if metric.samples)
+        snapshot = getattr(collector, "native_snapshot", None)
+        if snapshot is not None:
+            families = await asyncio.to_thread(snapshot())
+        else:
+            families = list(collector.collect())
+        out.extend(metric for metric in families if metric.samples)
     return out
 
 
@@ -277,6 +283,6 @@ def encode(families: Iterable[Metric]) -> bytes:
     return b"".join(encode_family(metric) for metric in families)
 
 
-def render(registry: CollectorRegistry) -> bytes:
-    """collect() then encode() in one go (tests, small registries)."""
-    return encode(collect(registry))
+async def render(registry: CollectorRegistry) -> bytes:
+    """collect() then encode() on the loop (tests, small registries)."""
+    return encode(await collect(registry))

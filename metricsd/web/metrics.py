@@ -30,7 +30,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     accept = request.headers.get("Accept", "")
     if protobuf.wants_protobuf(accept):
         async with store.reading:
-            families = protobuf.collect(request.app[REGISTRY])
+            families = await protobuf.collect(request.app[REGISTRY])
         # Encoding is pure Python over immutable families: off the loop, beacons keep flowing.
         body = await asyncio.to_thread(protobuf.encode, families)
         return web.Response(body=body, headers={"Content-Type": protobuf.PROTOBUF_CONTENT_TYPE})

@@ -98,11 +98,11 @@ def test_wants_protobuf(accept, expected):
     assert wants_protobuf(accept) is expected
 
 
-def test_counters_and_gauges_keep_their_sample_names():
+async def test_counters_and_gauges_keep_their_sample_names():
     registry = CollectorRegistry()
     Counter("demo_requests", "Requests.", ["code"], registry=registry).labels("200").inc(3)
     Gauge("demo_temperature", "Degrees.", registry=registry).set(-1.5)
-    found = families(pb.render(registry))
+    found = families(await pb.render(registry))
     counter = found["demo_requests_total"]
     assert counter[3] == [pb.COUNTER] and counter[2] == [b"Requests."]
     [metric] = [decode(m) for m in counter[4]]
