@@ -164,3 +164,28 @@ async def test_text_and_openmetrics_are_unchanged(aiohttp_client, make_config):
         "Accept": "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"})
     assert om.headers["Content-Type"].startswith("application/openmetrics-text")
     assert "native" not in (await text.text()).lower()
+
+
+async def test_the_snapshot_is_not_changed_by_later_beacons(make_config):
+    from metricsd.core import REGISTRY
+    from metricsd.export.prometheus import StoreCollector
+    from metricsd.ingest import STORE
+
+    app = create_app(make_config())
+    store = app[STORE]
+    key = ("s", "/r", "GET")
+    for v in (0.1, 0.2, 0.3):
+        store.observe("api", key, v, 100.0, 1)
+    await store.refresh(101.0)
+    [collector] = [c for c in app[REGISTRY]._collector_to_names
+                   if isinstance(c, StoreCollector)]
+    build = collector.native_snapshot()
+    for v in (5.0, 6.0):  # written after the snapshot, before it is built
+        store.observe("api", key, v, 102.0, 1)
+    histogram = next(m for m in build() if m.name == "metricsd_api_request_duration_seconds")
+    [native] = [s.native_histogram for s in histogram.samples if s.native_histogram]
+    assert native.count_value == 3
+    bucket_counts = [sum(native.pos_deltas[: i + 1]) for i in range(len(native.pos_deltas))]
+    assert sum(bucket_counts) == 3  # 0.1, 0.2, 0.3: no bucket for 5 s or 6 s
+    count = next(s.value for s in histogram.samples if s.name.endswith("_count"))
+    assert count == 3
