@@ -9,15 +9,15 @@ TEST_STAMP := $(VENV)/.installed-test
 # headless Chromium, wrk for benchmarks, Node/npm for the web-vitals browser test.
 # Debian's npm conflicts with a nodejs package that bundles npm (NodeSource's): ask for
 # it only when there is no npm at all.
-# prometheus-alertmanager and victoria-metrics: the fleet tests (tests/e2e/test_alertmanager.py,
-# tests/deploy/test_victoriametrics.py).
-SYSDEPS := postgresql postgresql-contrib prometheus prometheus-alertmanager victoria-metrics \
-	chromium wrk nodejs \
+SYSDEPS := postgresql postgresql-contrib postgresql-15-hypopg prometheus chromium wrk nodejs \
 	$(if $(shell command -v npm),,npm)
+# The fleet tests: a real Alertmanager (tests/e2e/test_alertmanager.py) and VictoriaMetrics
+# (tests/deploy/test_victoriametrics.py).
+SYSDEPS += prometheus-alertmanager victoria-metrics
 # Only for `make bench`: postgres_exporter is the baseline of the PostgreSQL benchmark.
 BENCH_SYSDEPS := prometheus-postgres-exporter
 
-.PHONY: run test lint bench demo screenshot sysdeps bench-sysdeps clean dashboards
+.PHONY: run test lint bench demo screenshot sysdeps bench-sysdeps clean dashboards fleet-rules
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,9 @@ lint: $(TEST_STAMP)
 
 bench: $(TEST_STAMP) bench-sysdeps  ## benchmarks; results go to docs/benchmarks.md by hand
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+fleet-rules:  ## regenerate deploy/prometheus/alerts.yml (fleet rules) from alerts.yml
+	$(PYTHON) tools/fleet_rules.py
 
 dashboards: $(STAMP)  ## regenerate dashboards/*.json from dashboards/build.py
 	$(PY) dashboards/build.py

@@ -134,6 +134,22 @@ class TargetConfig(_Model):
         return _check_collectors(value)
 
 
+class PlansConfig(_Model):
+    """Plans of slow statements, plan changes and index advice (docs/plans.md)."""
+
+    enabled: bool = True
+    refresh_interval: Duration = 600.0  # how often a tracked statement's plan is re-read
+    per_round: int = Field(3, ge=0, le=100)  # plans fetched per round and target at most
+    round_budget: Duration = 2.0  # seconds of plan work per round and target at most
+    timeout: Duration = 2.0  # statement_timeout of each EXPLAIN
+    max_statements: int = Field(200, ge=1, le=10_000)
+    regression_factor: float = Field(1.5, gt=1.0)  # after / before mean that is a regression
+    regression_min_calls: int = Field(10, ge=1)
+    regression_min_ms: float = Field(1.0, ge=0)
+    explain_allow_writes: bool = False  # the runner may EXPLAIN ANALYZE writes (rolled back)
+    explain_timeout: Duration = 10.0
+
+
 class PostgresConfig(_Model):
     """PostgreSQL scraping: schedule, thresholds and targets."""
 
@@ -150,6 +166,7 @@ class PostgresConfig(_Model):
     missing_index_min_rows: int = Field(10_000, ge=0)
     bloat_min_bytes: int = Field(1_048_576, ge=0)
     collectors: dict[str, bool] = {}
+    plans: PlansConfig = PlansConfig()
     targets: list[TargetConfig] = []
 
     @staticmethod

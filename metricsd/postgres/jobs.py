@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.base import BaseScheduler
 
+from metricsd.postgres.plans import PlansService
 from metricsd.postgres.state import PgState
 
 
@@ -24,5 +25,20 @@ def add_pg_jobs(scheduler: BaseScheduler, state: PgState, interval_s: float) -> 
             id=ids[-1], name=ids[-1], max_instances=1, coalesce=True,
             next_run_time=first, misfire_grace_time=max(1, int(interval_s)),
             replace_existing=True,
+        )
+    return ids
+
+
+def add_plan_jobs(scheduler: BaseScheduler, plans: PlansService, interval_s: float) -> list[str]:
+    """One `plans:<target>` job per target, offset by half an interval from the scrapes
+    so it reads the statements snapshot of the same round."""
+    ids = []
+    first = datetime.now(UTC) + timedelta(seconds=interval_s / 2)
+    for target in plans.jobs():
+        ids.append(f"plans:{target}")
+        scheduler.add_job(
+            plans.run, "interval", seconds=interval_s, args=(target,), id=ids[-1],
+            name=ids[-1], max_instances=1, coalesce=True, next_run_time=first,
+            misfire_grace_time=max(1, int(interval_s)), replace_existing=True,
         )
     return ids

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from metricsd.web import alerts, beacons, metrics, page, postgres, status, summary
+from metricsd.web import alerts, beacons, metrics, page, plans, postgres, status, summary
 
 
 def setup(app: web.Application) -> None:
@@ -14,5 +14,6 @@ def setup(app: web.Application) -> None:
     beacons.setup(app)
     summary.setup(app)
     postgres.setup(app)
+    plans.setup(app)
     page.setup(app)
     alerts.setup(app)

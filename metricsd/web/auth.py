@@ -23,7 +23,9 @@ from metricsd.core import CONFIG
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # A path is protected when it equals one of these or continues it with "/".
-PROTECTED_PREFIXES: tuple[str, ...] = ("/v1/summary", "/v1/postgres", "/v1/alerts", "/static")
+PROTECTED_PREFIXES: tuple[str, ...] = (
+    "/v1/summary", "/v1/postgres", "/v1/alerts", "/static", "/plans",
+)
 PROTECTED_EXACT: tuple[str, ...] = ("/",)
 REALM = "metricsd"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from yarl import URL
 
 from metricsd.postgres import PG_STATE
 from metricsd.postgres.state import STATEMENT_SORTS, PgState
@@ -48,6 +49,10 @@ async def statements(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(reason=f"limit must be an integer in 1..{MAX_LIMIT}")
     slow = _flag(request, "slow")
     rows = state.statements(target, sort=sort, limit=int(raw_limit), slow_only=slow)
+    for row in rows:  # plans are tracked for slow statements (docs/plans.md)
+        if row.get("slow") and row.get("queryid") != "other":
+            row["plan_url"] = str(URL("/v1/postgres/plans").with_query(
+                target=row["target"], queryid=row["queryid"]))
     meta = {name: state.statements_meta(name) for name in ([target] if target else state.targets)}
     return web.json_response({
         "slow_query_ms": state.config.slow_query_ms,

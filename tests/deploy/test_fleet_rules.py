@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,13 @@ def _alerts(path: Path) -> dict[str, dict[str, Any]]:
 def _promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([require_binary("promtool"), *args], capture_output=True,
                           text=True, cwd=cwd, timeout=120)
+
+
+def test_fleet_file_is_generated_from_alerts_yml() -> None:
+    """alerts.yml is the source: a rule added there must reach the fleet file."""
+    result = subprocess.run([sys.executable, str(ROOT / "tools/fleet_rules.py"), "--check"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
 
 
 def test_fleet_rules_pass_promtool_check_and_their_unit_tests() -> None:

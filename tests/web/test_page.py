@@ -372,8 +372,11 @@ async def test_postgres_section_from_a_real_server(aiohttp_client, make_config, 
     assert "No PostgreSQL target configured" not in text
     assert 'class="target up">main up' in text
     sections = tables(text)["postgres"]
-    statements = {r[0][0]: r for r in sections if r and r[0][0].startswith("SELECT")}
+    link = " plan, changes, advice"  # slow statements link to their plan page
+    statements = {r[0][0].removesuffix(link): r for r in sections
+                  if r and r[0][0].startswith("SELECT")}
     sleep = statements["SELECT pg_sleep($1)"]
+    assert sleep[0][0].endswith(link) and "/plans?target=main&amp;queryid=" in text
     assert 0.15 <= seconds(sleep[1][0]) < 0.3 and sleep[2][0] == "2"
     assert 'class="slow"' in text  # over postgres.slow_query_ms
     scan = statements["SELECT count(*) FROM items WHERE sku = $1"]

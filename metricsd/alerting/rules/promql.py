@@ -160,19 +160,25 @@ SET_OPS = ("and", "or", "unless")
 
 @dataclass
 class Matching:
-    """Vector matching: on(labels) when `on`, else ignoring(labels) (empty: all labels)."""
+    """Vector matching: on(labels) when `on`, else ignoring(labels) (empty: all labels).
+
+    `card` is one-to-one, many-to-one (group_left) or one-to-many (group_right);
+    `include` are the labels group_left/group_right copy from the "one" side.
+    """
 
     on: bool = False
     labels: tuple[str, ...] = ()
+    card: str = "one-to-one"
+    include: tuple[str, ...] = ()
 
     def signature(self, labels: Mapping[str, str]) -> Signature:
         """The match key of a sample's labels (which never include __name__)."""
         if self.on:
             return frozenset((k, labels.get(k, "")) for k in self.labels)
-        if not self.labels:
+        if not self.labels and not self.include:
             return frozenset(labels.items())
         kept = dict(labels)
-        for k in self.labels:
+        for k in (*self.labels, *self.include):
             kept.pop(k, None)
         return frozenset(kept.items())
 
@@ -232,39 +238,63 @@ class Binary(Node):
         return out
 
     def _vector_vector(self, lhs: Vector, rhs: Vector) -> Vector:
-        signature = self.matching.signature
-        right: dict[Signature, Sample] = {}
-        for s in rhs:
+        """Prometheus's vector matching: one-to-one, or group_left/group_right where each
+        sample of the "many" side takes the `include` labels of its one match."""
+        matching = self.matching
+        signature = matching.signature
+        grouped = matching.card != "one-to-one"
+        many_is_left = matching.card != "one-to-many"
+        one, many = (rhs, lhs) if many_is_left else (lhs, rhs)
+        ones: dict[Signature, Sample] = {}
+        for s in one:
             sig = signature(s.labels)
-            if sig in right:
+            if sig in ones:
                 raise EvaluationError(
-                    f"many-to-many matching not allowed: duplicate series on the right of "
-                    f"{self.op!r} for {dict(sig)}"
+                    f"many-to-many matching not allowed: duplicate series on the "
+                    f"{'right' if many_is_left else 'left'} of {self.op!r} for {dict(sig)}"
                 )
-            right[sig] = s
+            ones[sig] = s
         seen: set[Signature] = set()
+        results: set[frozenset[tuple[str, str]]] = set()
         out: Vector = []
         keep_name = self._keeps_name()
-        for s in lhs:
+        for s in many:
             sig = signature(s.labels)
-            match = right.get(sig)
+            match = ones.get(sig)
             if match is None:
                 continue
-            if sig in seen:
-                raise EvaluationError(
-                    f"found duplicate series for the match group {dict(sig)} on the left of "
-                    f"{self.op!r}; use an aggregation to make it unique"
-                )
-            seen.add(sig)
-            value = self._apply(s.value, match.value)
+            if not grouped:
+                if sig in seen:
+                    raise EvaluationError(
+                        f"found duplicate series for the match group {dict(sig)} on the left "
+                        f"of {self.op!r}; use an aggregation to make it unique"
+                    )
+                seen.add(sig)
+            a, b = (s.value, match.value) if many_is_left else (match.value, s.value)
+            value = self._apply(a, b)
             if value is None:
                 continue
             labels: Mapping[str, str] = s.labels
             name = s.name if keep_name else None
-            if self.matching.on:  # Prometheus keeps only the on() labels, not the name
-                labels, name = {k: v for k, v in labels.items() if k in self.matching.labels}, None
-            elif self.matching.labels:
-                labels = {k: v for k, v in labels.items() if k not in self.matching.labels}
+            if grouped:
+                copied = dict(labels)
+                for k in matching.include:
+                    if match.labels.get(k):
+                        copied[k] = match.labels[k]
+                    else:
+                        copied.pop(k, None)
+                labels = copied
+                key = frozenset(labels.items())
+                if key in results:
+                    raise EvaluationError(
+                        f"multiple matches for labels {dict(labels)}: grouping labels must "
+                        f"ensure unique matches"
+                    )
+                results.add(key)
+            elif matching.on:  # Prometheus keeps only the on() labels, not the name
+                labels, name = {k: v for k, v in labels.items() if k in matching.labels}, None
+            elif matching.labels:
+                labels = {k: v for k, v in labels.items() if k not in matching.labels}
             out.append(Sample(labels, value, name))
         return out
 
@@ -424,11 +454,11 @@ class _Compiler:
         matching = Matching()
         if modifier is not None:
             card = modifier.card
-            if card in (pp.VectorMatchCardinality.ManyToOne, pp.VectorMatchCardinality.OneToMany) \
-                    or modifier.group_labels:
-                raise UnsupportedQuery(
-                    "group_left/group_right (many-to-one matching) is outside the subset"
-                )
+            grouping = ("many-to-one" if card == pp.VectorMatchCardinality.ManyToOne
+                        else "one-to-many" if card == pp.VectorMatchCardinality.OneToMany
+                        else None)
+            if grouping is not None and op in SET_OPS:
+                raise UnsupportedQuery(f"group modifiers cannot be used with {op!r}")
             fill = modifier.fill_values
             if fill is not None and (fill.lhs is not None or fill.rhs is not None):
                 raise UnsupportedQuery("fill values in vector matching are not supported")
@@ -437,6 +467,9 @@ class _Compiler:
                     on=modifier.matching.type == pp.LabelModifierType.Include,
                     labels=tuple(modifier.matching.labels),
                 )
+            if grouping is not None:
+                matching.card = grouping
+                matching.include = tuple(modifier.group_labels or ())
         if op in SET_OPS and not (lhs.is_vector and rhs.is_vector):
             raise UnsupportedQuery(f"{op!r} needs instant vectors on both sides")
         node = Binary(op, lhs, rhs, return_bool, matching)
