@@ -14,12 +14,11 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 from prometheus_client.metrics_core import Metric
-from prometheus_client.samples import BucketSpan, NativeHistogram, Sample
 
 from metricsd import __version__
+from metricsd.export.native import with_native
 from metricsd.export.text import header, label_string, number
 from metricsd.ingest.selfmetrics import SelfMetrics
-from metricsd.store import exponential
 from metricsd.store.ring import FloatArray
 from metricsd.store.series import (
     NAVIGATION_TYPES,
@@ -189,20 +188,16 @@ class StoreCollector:
     def collect(self) -> Iterator[Metric]:
         return self.collect_only(None)
 
-    def collect_native(self) -> Iterator[Metric]:
-        """Every family, histograms with native buckets too (the protobuf exposition)."""
-        return self.collect_only(None, native=True)
-
     def native_snapshot(self) -> Callable[[], list[Metric]]:
-        """collect_native() over a copy of the store taken now: the returned builder is
-        safe to run in a worker thread while beacons keep writing."""
+        """Every family, histograms with native buckets too (the protobuf exposition), over
+        a copy of the store taken now: the builder returned may run in a worker thread."""
         now = self.clock()
         frozen = StoreSnapshot(self.store, now)
         # StoreSnapshot offers exactly what the collecting code reads from a Store.
         collector = StoreCollector(cast(Store, frozen), clock=lambda: now)
-        return lambda: list(collector.collect_native())
+        return lambda: list(with_native(collector.collect(), frozen.families))
 
-    def collect_only(self, wanted: set[str] | None, native: bool = False) -> Iterator[Metric]:
+    def collect_only(self, wanted: set[str] | None) -> Iterator[Metric]:
         """Families whose name (or a sample name of it) is in `wanted`; all when None."""
         now = self.clock()
 
@@ -221,8 +216,7 @@ class StoreCollector:
         if any(need_api):
             stats = self.store.window_stats(api, now)
             if need_api[0]:
-                yield self._histogram(API_HISTOGRAM, "API request latency, cumulative", api,
-                                      stats, native)
+                yield self._histogram(API_HISTOGRAM, "API request latency, cumulative", api, stats)
             if need_api[1]:
                 yield self._summary(
                     API_SUMMARY, f"API request latency quantiles {_window_help(self.store)}",
@@ -251,8 +245,7 @@ class StoreCollector:
             stats = self.store.window_stats(family, now)
             unit = " (seconds)" if spec.unit else " (unitless)"
             if need[0]:
-                yield self._histogram(hist_name, f"{spec.help}{unit}, cumulative", family,
-                                      stats, native)
+                yield self._histogram(hist_name, f"{spec.help}{unit}, cumulative", family, stats)
             if need[1]:
                 yield self._summary(
                     sum_name, f"{spec.help}{unit} quantiles {_window_help(self.store)}",
@@ -278,26 +271,17 @@ class StoreCollector:
         return dict(zip(family.spec.labels, key, strict=True))
 
     def _histogram(
-        self, name: str, doc: str, family: SeriesFamily, stats: WindowStats,
-        native: bool = False,
+        self, name: str, doc: str, family: SeriesFamily, stats: WindowStats
     ) -> Metric:
         metric = Metric(name, doc, "histogram")
         bounds = [*(repr(float(b)) for b in family.spec.buckets), "+Inf"]
-        samples = metric.samples  # built directly: add_sample re-validates every name
-        bucket_name = f"{name}_bucket"
         for key, slot in zip(stats.keys, stats.slots, strict=True):
             labels = self._labels(family, key)
             cumulative = np.cumsum(family.buckets[slot])
-            samples.extend(Sample(bucket_name, {**labels, "le": le}, count)
-                           for le, count in zip(bounds, cumulative.astype(float).tolist(),
-                                                strict=True))
+            for le, count in zip(bounds, cumulative, strict=True):
+                metric.add_sample(f"{name}_bucket", {**labels, "le": le}, float(count))
             metric.add_sample(f"{name}_count", labels, float(cumulative[-1]))
             metric.add_sample(f"{name}_sum", labels, float(family.sums[slot]))
-            if native:
-                metric.samples.append(Sample(name, labels, float(cumulative[-1]),
-                                             native_histogram=native_histogram(
-                                                 family, int(slot), float(cumulative[-1]),
-                                                 float(family.sums[slot]))))
         return metric
 
     def _summary(self, name: str, doc: str, family: SeriesFamily, stats: WindowStats) -> Metric:
@@ -356,20 +340,6 @@ class StoreCollector:
                              "navigation_type": nav},
                             float(counts[tag, extra]),
                         )
-
-
-def native_histogram(family: SeriesFamily, slot: int, count: float,
-                     total: float) -> NativeHistogram:
-    """A series' exponential buckets in prometheus_client's model (the protobuf writer's)."""
-    row = family.native.get(slot)
-    sparse = exponential.sparse(
-        row if row is not None else np.zeros(0, dtype=np.int64),
-        int(family.native_zero[slot]))
-    return NativeHistogram(
-        count_value=count, sum_value=total, schema=sparse.schema,
-        zero_threshold=sparse.zero_threshold, zero_count=float(sparse.zero_count),
-        pos_spans=tuple(BucketSpan(offset, length) for offset, length in sparse.spans),
-        pos_deltas=tuple(sparse.deltas))
 
 
 class _Chunks:

@@ -189,3 +189,27 @@ async def test_the_snapshot_is_not_changed_by_later_beacons(make_config):
     assert sum(bucket_counts) == 3  # 0.1, 0.2, 0.3: no bucket for 5 s or 6 s
     count = next(s.value for s in histogram.samples if s.name.endswith("_count"))
     assert count == 3
+
+
+async def test_every_store_histogram_gets_native_buckets(make_config):
+    from metricsd.core import REGISTRY
+    from metricsd.export.native import HISTOGRAM_FAMILIES
+    from metricsd.export.prometheus import StoreCollector
+    from metricsd.ingest import STORE
+    from metricsd.store.series import VITALS
+
+    app = create_app(make_config())
+    store = app[STORE]
+    store.observe("api", ("s", "/r", "GET"), 0.25, 100.0, 1)
+    for spec in VITALS.values():
+        store.observe(spec.name, ("/",), 0.5, 100.0, 0)
+    await store.refresh(101.0)
+    [collector] = [c for c in app[REGISTRY]._collector_to_names
+                   if isinstance(c, StoreCollector)]
+    histograms = {name for name, kind in collector.names().items() if kind == "histogram"}
+    assert histograms == set(HISTOGRAM_FAMILIES)
+    for metric in collector.native_snapshot()():
+        if metric.type == "histogram":
+            natives = [s.native_histogram for s in metric.samples if s.native_histogram]
+            assert len(natives) == 1, metric.name
+            assert natives[0].count_value == 1 and natives[0].schema == 3
