@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -43,15 +44,32 @@ def _load(path: str | None) -> Config:
 
 
 def _check(path: str) -> Config:
-    """The config, with alerting compiled by the function start-up uses; exit 2 if invalid."""
+    """The config, alerting compiled as start-up does, DSNs and files checked; exit 2 if not."""
     from metricsd.alerting.rules.validate import compile_alerting
+    from metricsd.checks import config_problems
 
     config = _load(path)
+    problems = config_problems(config)
     try:
         compile_alerting(config.alerting)
     except ConfigError as exc:
-        _invalid(exc)
+        problems = [*exc.problems, *problems]
+    if problems:
+        _invalid(ConfigError(f"{path}: {len(problems)} problem(s)", problems))
     return config
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Exit without the interpreter's teardown, which is pure overhead here.
+
+    Everything that needs closing (requests, alert state, dead letters, pools) was closed
+    by the server's cleanup; freeing every module and object one by one afterwards took
+    0.5 to 0.8 s on a loaded 2-core machine, which `shutdown_timeout` must not pay for.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,13 +85,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_rules_command(args.rules_command, args.files)
     config = _load(args.config)
+    overrides: dict[str, str] = {}
     if args.listen:
         try:
             parse_listen(args.listen)
         except ValueError as exc:
             print(f"metricsd: {exc}", file=sys.stderr)
             return 2
-        config = config.model_copy(update={"listen": args.listen})
+        overrides["listen"] = args.listen
+        config = config.model_copy(update=overrides)
     logging.basicConfig(
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -83,9 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from metricsd.server import serve
 
     try:  # create_app compiles the rule file (once) before the port is bound
-        return serve(config)
+        code = serve(config, args.config, overrides)
     except ConfigError as exc:
         _invalid(exc)
+    _exit_now(code)
 
 
 if __name__ == "__main__":

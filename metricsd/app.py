@@ -8,6 +8,8 @@ use is open and stop before anything closes.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from aiohttp import web
 
 from metricsd import alerting, core, ingest, overview, postgres
@@ -16,11 +18,14 @@ from metricsd.config import Config
 from metricsd.web.auth import admin_auth
 
 
-def create_app(config: Config) -> web.Application:
-    """Build the application; I/O happens only in the cleanup contexts."""
+def create_app(config: Config, path: str | Path | None = None) -> web.Application:
+    """Build the application; I/O happens only in the cleanup contexts.
+
+    `path` is the file `config` came from, re-read on reload (None: defaults and env).
+    """
     app = web.Application(client_max_size=config.ingest.max_body_bytes,
                           middlewares=[admin_auth])
-    core.setup(app, config)  # config, registry, scheduler, readiness
+    core.setup(app, config, path)  # config, registry, scheduler, readiness, reload
     ingest.setup(app)  # store, beacon kinds, rate limiter, expiry job
     postgres.setup(app)  # targets, pools (context), scrape jobs, exporter
     alerting.setup(app)  # rules, evaluation job, dispatcher, HTTP session (context)

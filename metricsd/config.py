@@ -272,7 +272,13 @@ class AlertingConfig(_Model):
     repeat_interval: Duration = 14400.0
     resolve_timeout: Duration = 300.0
     state_file: str | None = None
+    # How long an alert restored after a restart is held as it was while fresh data comes
+    # in; None: 2 x evaluation_interval + postgres.scrape_interval (and at least
+    # ingest.window.seconds for rules on window quantiles). See metricsd/alerting/restore.py.
+    restore_grace: Duration | None = None
     dead_letter_file: str | None = None
+    # Dead letters that could not be written are kept (at most this many) and retried.
+    dead_letter_buffer: int = Field(1000, ge=1, le=1_000_000)
     external_url: str | None = None
 
     @model_validator(mode="after")

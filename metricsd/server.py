@@ -2,8 +2,12 @@
 
 aiohttp's own shutdown marks every connection closing at once, and from then on it drops
 request bytes still arriving, so a beacon whose body is in transit is lost. Here the
-listening socket closes first, requests already started get up to `shutdown_timeout` to
-complete, and only then does aiohttp's cleanup run (idle connections, cleanup contexts).
+listening socket closes first, requests already started get most of `shutdown_timeout`
+to complete, and only then does aiohttp's cleanup run (idle connections, cleanup
+contexts). The whole stop, from the signal to the exit, fits in `shutdown_timeout`:
+see `shutdown_budget`.
+
+SIGHUP reloads the configuration (metricsd.core.reload), as Prometheus and Alertmanager do.
 """
 
 from __future__ import annotations
@@ -12,13 +16,19 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
+from metricsd import core
 from metricsd.app import create_app
 from metricsd.config import Config
 
 log = logging.getLogger(__name__)
+
+CANCEL_GRACE_S = 0.25  # aiohttp waits up to this (twice) for handlers it cancels
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:
@@ -50,37 +60,92 @@ async def drain(runner: web.AppRunner, grace: float) -> int:
     return left
 
 
-async def run(config: Config) -> None:
-    """Serve until a signal; then stop listening, drain, and clean up."""
-    runner = web.AppRunner(create_app(config), access_log=None,
-                           shutdown_timeout=config.shutdown_timeout, handle_signals=False)
+def shutdown_budget(total: float) -> tuple[float, float, float]:
+    """(drain, cancel, cleanup deadline) seconds out of `total`, counted from the signal.
+
+    Requests get `drain`. aiohttp's shutdown then waits `cancel` for a handler to finish
+    and `cancel` again after cancelling it; flushing the alert state and closing pools
+    must be done by the deadline, which leaves a quarter of the reserve (up to 2 s, at
+    most half of `total`) for the interpreter to exit, so the process is gone within
+    `total`.
+    """
+    reserve = min(total / 2, 2.0)
+    return max(0.0, total - reserve), min(CANCEL_GRACE_S, reserve / 4), total - reserve / 4
+
+
+# ---- SIGHUP: reload (kept apart from the serving code above and below) -------------------
+
+
+def install_reload_signal(loop: asyncio.AbstractEventLoop,
+                          app: web.Application) -> Callable[[], None]:
+    """SIGHUP reloads the configuration; returns the function that uninstalls it."""
+    tasks: set[asyncio.Task[Any]] = set()
+
+    def on_hup() -> None:
+        log.info("SIGHUP: reloading the configuration")
+        task = loop.create_task(core.reload(app))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+
+    def uninstall() -> None:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+    return uninstall
+
+
+# ---- serving and SIGTERM ----------------------------------------------------------------
+
+
+async def run(config: Config, path: str | Path | None = None,
+              overrides: dict[str, Any] | None = None) -> None:
+    """Serve until a signal; then stop listening, drain, and clean up, all within budget.
+
+    `path` is re-read on reload; `overrides` (command-line values) win over it each time.
+    """
+    app = create_app(config, path)
+    app[core.RUNTIME].overrides.update(overrides or {})
+    _, cancel, _ = shutdown_budget(config.shutdown_timeout)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=cancel,
+                           handle_signals=False)
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    uninstall_reload = install_reload_signal(loop, app)
+    deadline = None
     try:
         site = web.TCPSite(runner, config.host, config.port)
         await site.start()
         log.info("metricsd listening on http://%s:%d", config.host, config.port)
         await stop.wait()
-        log.info("stopping: finishing requests in progress")
+        total = core.current_config(app).shutdown_timeout  # reloadable
+        grace, _, cleanup_by = shutdown_budget(total)
+        deadline = time.monotonic() + cleanup_by
+        log.info("stopping: finishing requests in progress (up to %gs)", grace)
         await site.stop()
-        left = await drain(runner, config.shutdown_timeout)
+        left = await drain(runner, grace)
         if left:
-            log.warning("%d request(s) still running after %gs; cancelling them",
-                        left, config.shutdown_timeout)
+            log.warning("%d request(s) still running after %gs; cancelling them", left, grace)
     finally:
-        await runner.cleanup()
+        uninstall_reload()
+        remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
+        try:
+            await asyncio.wait_for(runner.cleanup(), remaining)
+        except TimeoutError:
+            log.error("shutdown_timeout reached during cleanup; exiting anyway")
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
 
 
-def serve(config: Config) -> int:
+def serve(config: Config, path: str | Path | None = None,
+          overrides: dict[str, Any] | None = None) -> int:
     """Blocking entry point used by the CLI; exit status 0 after a graceful stop."""
     loop = _event_loop()
     try:
-        loop.run_until_complete(run(config))
+        loop.run_until_complete(run(config, path, overrides))
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()

@@ -15,7 +15,9 @@ from aiohttp import web
 from metricsd.alerting.collector import AlertingCollector
 from metricsd.alerting.rules.validate import compile_alerting
 from metricsd.alerting.service import AlertingService
-from metricsd.core import CONFIG, READINESS, REGISTRY, SCHEDULER
+from metricsd.config import Config
+from metricsd.core import CONFIG, READINESS, REGISTRY, SCHEDULER, Apply, register_reloader
+from metricsd.errors import ConfigError
 from metricsd.ingest import STORE
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,14 @@ async def _alerting(app: web.Application) -> AsyncIterator[None]:
     await app[HTTP].close()
 
 
+async def _refuse_enabling(old: Config, new: Config) -> Apply | None:
+    """Without alerting at start-up there is no job or collector to reload into."""
+    compile_alerting(new.alerting)
+    if new.alerting.rules is not None:
+        raise ConfigError("alerting.rules: turning alerting on needs a restart")
+    return None
+
+
 def setup(app: web.Application) -> None:
     """With `alerting.rules` set: rules loaded now, evaluated by the scheduler from start-up.
 
@@ -46,6 +56,7 @@ def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(_alerting)
     groups = compile_alerting(config.alerting)
     if config.alerting.rules is None:
+        register_reloader(app, "alerting", _refuse_enabling)
         return
     service = AlertingService(
         config.alerting,
@@ -54,6 +65,8 @@ def setup(app: web.Application) -> None:
         session=lambda: app[HTTP],
         store=app[STORE],
         external_url=f"http://{config.listen}",
+        scrape_interval_s=config.postgres.scrape_interval,
+        window_s=config.ingest.window.seconds,
     )
     app[ALERTS] = service
     app[REGISTRY].register(AlertingCollector(service))
@@ -68,3 +81,23 @@ def setup(app: web.Application) -> None:
     }
     log.info("alerting: %d rule(s) from %s, %d receiver(s)", service.rule_count,
              config.alerting.rules, len(config.alerting.receivers))
+
+    async def reloader(old: Config, new: Config) -> Apply | None:
+        """Rules compiled once (ConfigError keeps the running ones), receivers, interval."""
+        if new.alerting.rules is None:
+            raise ConfigError("alerting.rules: turning alerting off needs a restart")
+        groups = compile_alerting(new.alerting)
+        swap = service.prepare_reload(new.alerting, groups, new.postgres.scrape_interval,
+                                      new.ingest.window.seconds)
+
+        async def apply() -> None:
+            swap()
+            if new.alerting.evaluation_interval != old.alerting.evaluation_interval:
+                app[SCHEDULER].reschedule_job(
+                    JOB_ID, trigger="interval", seconds=new.alerting.evaluation_interval)
+            log.info("alerting reloaded: %d rule(s), %d receiver(s)", service.rule_count,
+                     len(new.alerting.receivers))
+
+        return apply
+
+    register_reloader(app, "alerting", reloader)

@@ -74,6 +74,23 @@ class AlertingCollector:
                       "Notifications no receiver took, written to the dead-letter log", "counter")
         dead.add_sample("metricsd_alert_dead_letters_total", {}, float(stats.dead_letters))
         yield dead
+        failures = Metric("metricsd_alert_dead_letter_write_failures",
+                          "Failed writes to the dead-letter file (each one retried)", "counter")
+        failures.add_sample("metricsd_alert_dead_letter_write_failures_total", {},
+                            float(stats.dead_letter_write_failures))
+        yield failures
+        pending = Metric("metricsd_alert_dead_letters_pending",
+                         "Dead letters kept in memory until the dead-letter file takes them",
+                         "gauge")
+        pending.add_sample("metricsd_alert_dead_letters_pending", {},
+                           float(stats.dead_letters_pending))
+        yield pending
+        dropped = Metric("metricsd_alert_dead_letters_dropped",
+                         "Dead letters given up (logged in full instead) when the buffer "
+                         "overflowed", "counter")
+        dropped.add_sample("metricsd_alert_dead_letters_dropped_total", {},
+                           float(stats.dead_letters_dropped))
+        yield dropped
         duration = Metric("metricsd_alert_evaluation_duration_seconds",
                           "Time spent evaluating every rule per tick", "summary")
         duration.add_sample("metricsd_alert_evaluation_duration_seconds_count", {},
@@ -86,13 +103,13 @@ class AlertingCollector:
         last.add_sample("metricsd_alert_last_evaluation_timestamp_seconds", {},
                         stats.last_evaluation_timestamp)
         yield last
-        failures = Metric("metricsd_alert_rule_evaluation_failures",
+        rule_failures = Metric("metricsd_alert_rule_evaluation_failures",
                           "Evaluations that failed, by alert rule", "counter")
         for name in sorted({rule.name for rule in service.engine.rules.values()}):
-            failures.add_sample("metricsd_alert_rule_evaluation_failures_total",
+            rule_failures.add_sample("metricsd_alert_rule_evaluation_failures_total",
                                 {"alertname": name},
                                 float(stats.evaluation_failures.get(name, 0)))
-        yield failures
+        yield rule_failures
         rules = Metric("metricsd_alert_rules", "Alerting rules loaded", "gauge")
         rules.add_sample("metricsd_alert_rules", {}, float(service.rule_count))
         yield rules

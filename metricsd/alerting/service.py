@@ -11,10 +11,12 @@ Read API for the page and /v1/alerts (app[ALERTS]): `alerts()`, `counts()`, `rul
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -25,6 +27,7 @@ from metricsd.alerting.notify.dispatch import Dispatcher
 from metricsd.alerting.notify.notification import NotifyAlert, generator_url
 from metricsd.alerting.notify.receivers import RECEIVER_KINDS, Receiver
 from metricsd.alerting.notify.routing import Router
+from metricsd.alerting.restore import grace_by_rule
 from metricsd.alerting.rules.engine import STATES, Alert, AlertEngine
 from metricsd.alerting.rules.load import RuleGroup, rule_count
 from metricsd.alerting.state import StateFile
@@ -52,25 +55,32 @@ class AlertingService:
         store: Store | None = None,
         external_url: str = "",
         clock: Callable[[], float] = time.time,
+        scrape_interval_s: float = 15.0,
+        window_s: float = 300.0,
     ) -> None:
         self.config = config
         self.registry = registry
         self.store = store
         self.clock = clock
+        self.session = session
         self.external_url = config.external_url or external_url
         self.stats = AlertingStats()
         self.engine = AlertEngine(groups, external_url=self.external_url, clock=clock)
+        # Seconds each rule's restored alerts are held after a restart (alerting/restore.py).
+        self.grace = grace_by_rule(groups, config, scrape_interval_s, window_s)
         self.receivers_by_name: dict[str, Receiver] = {
             r.name: RECEIVER_KINDS[r.format].from_config(
                 r, stats=self.stats, evaluation_interval=config.evaluation_interval)
             for r in config.receivers
         }
         self.state = StateFile(config.state_file, self.snapshot, self.stats)
+        self.dead_letter = DeadLetterLog(config.dead_letter_file, self.stats,
+                                         config.dead_letter_buffer)
         self.dispatcher: Dispatcher | None = None
         if self.receivers_by_name:
             self.dispatcher = Dispatcher(
                 Router(config), self.receivers_by_name, session, self.stats,
-                DeadLetterLog(config.dead_letter_file, self.stats),
+                self.dead_letter,
                 on_change=self.state.request_save, fallback=config.fallback_receiver,
                 external_url=self.external_url, clock=clock,
             )
@@ -89,12 +99,16 @@ class AlertingService:
         if self._restored:
             return
         self._restored = True
-        data = await self.state.load()
-        restored = self.engine.restore(data.get("alerts", []), self.clock())
+        document = await self.state.load()
+        restored = self.engine.restore([a.model_dump() for a in document.alerts],
+                                       self.clock(), self.grace)
         if self.dispatcher is not None:
-            self.dispatcher.restore(data.get("notifications", {}))
+            self.dispatcher.restore({key: entry.model_dump()
+                                     for key, entry in document.notifications.items()})
         if restored or self.engine.orphans:
-            log.info("restored %d alert(s) from %s", restored, self.config.state_file)
+            log.info("restored %d alert(s) from %s, held for up to %gs while fresh data "
+                     "arrives", restored, self.config.state_file,
+                     max(self.grace.values(), default=0.0))
 
     async def evaluate_once(self, now: float | None = None) -> bool:
         """One evaluation tick; True when an alert changed state. Never raises."""
@@ -126,6 +140,8 @@ class AlertingService:
             self.dispatcher.update(self.notify_alerts())
         if changed:
             self.state.request_save()
+        if self.dead_letter.pending:
+            await self.dead_letter.retry()
         return changed
 
     def notify_alerts(self) -> list[NotifyAlert]:
@@ -158,8 +174,71 @@ class AlertingService:
         self._closed = True
         if self.dispatcher is not None:
             await self.dispatcher.close()
+        await self.dead_letter.close()
         self.state.request_save()
         await self.state.flush()
+
+    # ---- reload -----------------------------------------------------------------------
+
+    def prepare_reload(self, config: AlertingConfig, groups: list[RuleGroup],
+                       scrape_interval_s: float, window_s: float) -> Callable[[], None]:
+        """Build everything the new config needs (may raise); the returned call swaps it in.
+
+        Alerts of rules that still exist (same group, name and position: the engine's rule
+        key) keep their state, start, hold and notification log; the next evaluation judges
+        them by the new expression, as Prometheus's reload does. Firing alerts of removed
+        rules resolve once.
+        """
+        engine = AlertEngine(groups, external_url=config.external_url or self.external_url,
+                             clock=self.clock)
+        receivers = {r.name: RECEIVER_KINDS[r.format].from_config(
+                         r, stats=self.stats, evaluation_interval=config.evaluation_interval)
+                     for r in config.receivers}
+        router = Router(config) if receivers else None
+        grace = grace_by_rule(groups, config, scrape_interval_s, window_s)
+
+        def apply() -> None:
+            now = self.clock()
+            old = self.engine
+            for key, alerts in old.active.items():
+                if key in engine.active:
+                    engine.active[key] = alerts
+                    engine.health[key] = old.health[key]
+                    if key in old.held:
+                        engine.held[key] = old.held[key]
+                        engine.hold_until[key] = old.hold_until[key]
+                    continue
+                for alert in alerts.values():
+                    if alert.state == "firing":
+                        alert.state, alert.resolved_at = "resolved", now
+                        engine.orphans.append(alert)
+            engine.orphans.extend(old.orphans)
+            engine.last_evaluation = old.last_evaluation
+            self.engine, self.grace, self.config = engine, grace, config
+            self.external_url = engine.external_url
+            for name in set(self.receivers_by_name) - set(receivers):
+                self.stats.receiver_up.pop(name, None)
+            self.receivers_by_name = receivers
+            self.state.path = Path(config.state_file) if config.state_file else None
+            self.dead_letter.path = Path(config.dead_letter_file) \
+                if config.dead_letter_file else None
+            self.dead_letter.buffer = config.dead_letter_buffer
+            if router is None:
+                if self.dispatcher is not None:
+                    asyncio.get_running_loop().create_task(self.dispatcher.close())
+                self.dispatcher = None
+            elif self.dispatcher is None:
+                self.dispatcher = Dispatcher(
+                    router, receivers, self.session, self.stats, self.dead_letter,
+                    on_change=self.state.request_save, fallback=config.fallback_receiver,
+                    external_url=self.external_url, clock=self.clock,
+                )
+            else:
+                self.dispatcher.reconfigure(router, receivers, config.fallback_receiver)
+                self.dispatcher.external_url = self.external_url
+            self.state.request_save()
+
+        return apply
 
     # ---- read API (page, /v1/alerts) --------------------------------------------------
 

@@ -15,6 +15,9 @@ class AlertingStats:
     # (receiver, result) -> HTTP attempts; result: success, retry, error
     attempts: Counter[tuple[str, str]] = field(default_factory=Counter)
     dead_letters: int = 0
+    dead_letter_write_failures: int = 0  # failed appends to alerting.dead_letter_file
+    dead_letters_dropped: int = 0  # given up (logged in full) when the buffer overflowed
+    dead_letters_pending: int = 0  # waiting in memory for the file to be writable again
     evaluations: int = 0
     evaluation_failures: Counter[str] = field(default_factory=Counter)  # alertname -> count
     last_evaluation_seconds: float = 0.0

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 
 from aiohttp import web
 
-from metricsd.core import CONFIG, READINESS, REGISTRY, SCHEDULER
+from metricsd.config import Config
+from metricsd.core import CONFIG, READINESS, REGISTRY, SCHEDULER, Apply, register_reloader
 from metricsd.export.prometheus import SelfCollector, StoreCollector
 from metricsd.ingest import timings, vitals  # noqa: F401  (registers the beacon kinds)
 from metricsd.ingest.base import BEACONS, BeaconType
@@ -57,3 +59,30 @@ def setup(app: web.Application) -> None:
     }
     app[SCHEDULER].add_job(_expire, "interval", args=[store], seconds=60,
                            id=EXPIRE_JOB, max_instances=1, coalesce=True)
+    register_reloader(app, "ingest", partial(_reload, app))
+
+
+# The store's arrays are sized at start-up, and CORS is registered with the routes: these
+# keep their start-up values on reload (logged).
+RESTART_ONLY = ("max_series", "window", "series_idle_timeout", "cors_origins")
+
+
+async def _reload(app: web.Application, old: Config, new: Config) -> Apply | None:
+    """Tokens, limits and beacon checks from the new config; the store and its data stay."""
+    if new.ingest == old.ingest:
+        return None
+    store, counters = app[STORE], app[SELF_METRICS]
+    kinds = {name: cls(new.ingest, store, counters) for name, cls in BEACONS.items()}
+    kept = [key for key in RESTART_ONLY
+            if getattr(new.ingest, key) != getattr(old.ingest, key)]
+
+    async def apply() -> None:
+        app[BEACON_TYPES].update(kinds)
+        limiter, limits = app[RATE_LIMITER], new.ingest.rate_limit
+        limiter.rate, limiter.burst = limits.requests_per_second, float(limits.burst)
+        limiter.max_keys = limits.max_clients
+        if kept:
+            log.warning("ingest.%s changed: kept at the start-up value until a restart",
+                        ", ingest.".join(kept))
+
+    return apply

@@ -10,10 +10,11 @@ from functools import partial
 
 from aiohttp import web
 
-from metricsd.core import CONFIG, READINESS, REGISTRY, SCHEDULER
+from metricsd.core import CONFIG, READINESS, REGISTRY, SCHEDULER, register_reloader
 from metricsd.postgres.exporter import PgExporter
 from metricsd.postgres.jobs import add_pg_jobs, add_plan_jobs
 from metricsd.postgres.plans import PlansService
+from metricsd.postgres.reload import reload_targets
 from metricsd.postgres.state import PgState
 
 # Latest snapshots per target and view, their health and a read API (docs/postgres.md);
@@ -42,3 +43,4 @@ def setup(app: web.Application) -> None:
     for name in state.targets:
         app[READINESS][f"postgres:{name}"] = partial(state.readiness, name)
     app.cleanup_ctx.append(_pools)
+    register_reloader(app, "postgres", partial(reload_targets, app, state, plans))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.base import BaseScheduler
@@ -14,11 +15,14 @@ def job_id(target: str, collector: str) -> str:
     return f"scrape:{target}:{collector}"
 
 
-def add_pg_jobs(scheduler: BaseScheduler, state: PgState, interval_s: float) -> list[str]:
-    """Add every scrape job, first run now; a slow run never stacks up behind itself."""
+def add_pg_jobs(scheduler: BaseScheduler, state: PgState, interval_s: float,
+                only: Collection[str] | None = None) -> list[str]:
+    """Add every scrape job (of the `only` targets), first run now; runs never stack up."""
     ids = []
     first = datetime.now(UTC)
     for target, collector in state.jobs():
+        if only is not None and target not in only:
+            continue
         ids.append(job_id(target, collector))
         scheduler.add_job(
             state.scrape, "interval", seconds=interval_s, args=(target, collector),
@@ -29,12 +33,15 @@ def add_pg_jobs(scheduler: BaseScheduler, state: PgState, interval_s: float) -> 
     return ids
 
 
-def add_plan_jobs(scheduler: BaseScheduler, plans: PlansService, interval_s: float) -> list[str]:
-    """One `plans:<target>` job per target, offset by half an interval from the scrapes
-    so it reads the statements snapshot of the same round."""
+def add_plan_jobs(scheduler: BaseScheduler, plans: PlansService, interval_s: float,
+                  only: Collection[str] | None = None) -> list[str]:
+    """One `plans:<target>` job per target (of the `only` ones), offset by half an interval
+    from the scrapes so it reads the statements snapshot of the same round."""
     ids = []
     first = datetime.now(UTC) + timedelta(seconds=interval_s / 2)
     for target in plans.jobs():
+        if only is not None and target not in only:
+            continue
         ids.append(f"plans:{target}")
         scheduler.add_job(
             plans.run, "interval", seconds=interval_s, args=(target,), id=ids[-1],

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from metricsd.web import alerts, beacons, metrics, page, plans, postgres, status, summary
+from metricsd.web import (
+    alerts,
+    beacons,
+    metrics,
+    page,
+    plans,
+    postgres,
+    reload,
+    status,
+    summary,
+)
 
 
 def setup(app: web.Application) -> None:
@@ -17,3 +27,4 @@ def setup(app: web.Application) -> None:
     plans.setup(app)
     page.setup(app)
     alerts.setup(app)
+    reload.setup(app)

@@ -18,7 +18,7 @@ from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
 from metricsd.config import AdminConfig
-from metricsd.core import CONFIG
+from metricsd.core import current_config
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -26,7 +26,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PROTECTED_PREFIXES: tuple[str, ...] = (
     "/v1/summary", "/v1/postgres", "/v1/alerts", "/static", "/plans",
 )
-PROTECTED_EXACT: tuple[str, ...] = ("/",)
+PROTECTED_EXACT: tuple[str, ...] = ("/", "/-/reload")
 REALM = "metricsd"
 
 
@@ -89,7 +89,7 @@ def _challenge(request: web.Request, admin: AdminConfig) -> web.Response:
 @web.middleware
 async def admin_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Refuse protected paths without valid admin credentials; pass everything else through."""
-    admin = request.app[CONFIG].admin
+    admin = current_config(request.app).admin  # reloadable
     if admin.token is None and admin.basic_auth is None:
         return await handler(request)
     canonical = _route_path(request)

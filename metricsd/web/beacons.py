@@ -18,7 +18,7 @@ import orjson
 from aiohttp import hdrs, web
 
 from metricsd.config import IngestConfig
-from metricsd.core import CONFIG
+from metricsd.core import CONFIG, current_config
 from metricsd.errors import BeaconError
 from metricsd.ingest import BEACON_TYPES, RATE_LIMITER, SELF_METRICS
 from metricsd.ingest.base import BEACONS, BeaconType, Context
@@ -53,7 +53,8 @@ def beacon_handler(name: str) -> Handler:
         app = request.app
         counters = app[SELF_METRICS]
         try:
-            response = await checks.handle(request, app[BEACON_TYPES][name], app[CONFIG].ingest)
+            response = await checks.handle(request, app[BEACON_TYPES][name],
+                                           current_config(app).ingest)
         except Refused as exc:
             counters.rejected[(name, exc.reason)] += 1
             if exc.status == 429:

@@ -254,3 +254,31 @@ def test_fallback_cannot_be_an_alertmanager():
             "receivers": [{"name": "hook", "url": "http://x"},
                           {"name": "am", "format": "alertmanager_api", "url": "http://y"}],
             "default_receiver": "hook", "fallback_receiver": "am"})
+
+
+async def test_reload_keeps_the_resend_schedule_and_stops_the_old_queues(
+    make_am, make_service, clock
+):
+    from metricsd.alerting.rules.load import parse_rule_text
+    from tests.alerting.conftest import DEMO_RULES
+
+    am = await make_am()
+    service = make_service(api_receiver(am.url, resend_delay=60))
+    service.gauge.labels(route="/a").set(2)
+    await service.evaluate_once()
+    await am.wait_posts(1)
+    old = service.receivers_by_name["am"]
+    config = AlertingConfig.model_validate({
+        **api_receiver(am.url, resend_delay=60), "group_wait": 0.05})
+    service.prepare_reload(config, parse_rule_text(DEMO_RULES.format(for_="0s")),
+                           15.0, 300.0)()
+    new = service.receivers_by_name["am"]
+    assert new is not old
+    clock.advance(15)  # not due for 45 s more: the new receiver knows it was sent
+    await service.evaluate_once()
+    await settle()
+    assert len(am.posts) == 1
+    assert all(q._task is None or q._task.done() for q in old.queues)  # type: ignore[attr-defined]
+    clock.advance(45)
+    await service.evaluate_once()
+    await am.wait_posts(2)

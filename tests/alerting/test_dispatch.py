@@ -311,10 +311,17 @@ async def test_restart_resolves_what_resolved_while_down(make_receiver, make_ser
     gauge.labels(route="/x").set(0)  # cleared while metricsd was down
     clock.advance(600)
     second = make_service(oncall(rec.url), registry=registry, gauge=gauge)
-    await second.evaluate_once()
+    await second.evaluate_once()  # restored and held: nothing is decided on a fresh start
+    await asyncio.sleep(0.3)
+    assert len(rec.received) == 1
+    clock.advance(max(second.grace.values()))
+    await second.evaluate_once()  # held long enough: the alert resolves, once
     await rec.wait_for(2)
     [alert] = rec.bodies[1]["alerts"]
     assert alert["status"] == "resolved" and alert["startsAt"] == START
+    await second.evaluate_once()
+    await asyncio.sleep(0.3)
+    assert len(rec.received) == 2
 
 
 async def test_slow_receiver_blocks_neither_evaluation_nor_others(make_receiver, make_service):

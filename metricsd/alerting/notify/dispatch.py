@@ -119,6 +119,36 @@ class Dispatcher:
         self.groups: dict[str, Group] = {}
         self.log: dict[str, LogEntry] = {}
         self._closed = False
+        self._retiring: set[asyncio.Task[None]] = set()  # receivers replaced by a reload
+
+    def reconfigure(self, router: Router, receivers: Mapping[str, Receiver],
+                    fallback: str | None) -> None:
+        """Reload: new routes and receivers; groups whose route survived keep their timers.
+
+        A group whose route (key and receiver) is gone is stopped; its alerts are routed
+        again at the next evaluation, and the notification log, keyed by group and
+        receiver, keeps them from being sent twice.
+        """
+        previous = self.receivers
+        self.router, self.receivers, self.fallback = router, dict(receivers), fallback
+        for name, old in previous.items():
+            if not old.direct or self.receivers.get(name) is old:
+                continue
+            new = self.receivers.get(name)
+            if new is not None:
+                new.adopt(old)  # what was sent when: no burst of resends after a reload
+            task = asyncio.get_running_loop().create_task(old.close())  # drain, stop
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+        routes = {(r.key, r.receiver): r for r in (router.root, *router.routes)}
+        for key, group in list(self.groups.items()):
+            route = routes.get((group.route.key, group.route.receiver))
+            if route is None or route.receiver not in self.receivers:
+                del self.groups[key]
+                if group.task is not None:
+                    group.task.cancel()
+            else:
+                group.route = route
 
     # ---- input ------------------------------------------------------------------------
 
@@ -224,13 +254,14 @@ class Dispatcher:
         if group.dead_lettered == sets:
             return False
         group.dead_lettered = sets
+        names = ", ".join(sorted({a.labels.get("alertname", "") for a in alerts} - {""}))
         await self.dead_letter.append({
             "time": rfc3339(self.clock()),
             "receiver": receiver.name,
             "group_key": group.key,
             "errors": errors,
             "payload": receiver.render(notification),
-        })
+        }, names)
         return False
 
     # ---- persistence and shutdown -----------------------------------------------------
@@ -254,4 +285,5 @@ class Dispatcher:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.gather(*(r.close() for r in self.receivers.values()))
+        await asyncio.gather(*(r.close() for r in self.receivers.values()),
+                             *self._retiring, return_exceptions=True)

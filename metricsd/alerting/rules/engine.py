@@ -11,6 +11,12 @@ returns whether anything changed. No I/O happens here; the service persists and 
   the first evaluation that missed it), then becomes `resolved` at that evaluation's time;
   resolved alerts are kept for RESOLVED_RETENTION_S so notifications can say so.
 - A resolved alert whose element comes back is a new alert (new `active_at`).
+- An alert restored after a restart is *held*: until its rule has been evaluated on fresh
+  data for the rule's grace period (`restore(..., grace=)`, counted from the restore), it
+  keeps its state, `active_at` and `fired_at` whatever the evaluations say. The store is
+  empty after a restart, so without the hold the first evaluation would resolve every
+  firing alert and the next one would page again with a new start. Prometheus solves the
+  same problem with `ALERTS_FOR_STATE` and `--rules.alert.for-grace-period`.
 """
 
 from __future__ import annotations
@@ -119,6 +125,9 @@ class AlertEngine:
         self._next_group_eval: dict[str, float] = {}
         # Alerts restored for rules that no longer exist: resolved once, then forgotten.
         self.orphans: list[Alert] = []
+        # Restored alerts still held (rule key -> fingerprints) and until when (rule key).
+        self.held: dict[str, set[str]] = {}
+        self.hold_until: dict[str, float] = {}
 
     # ---- evaluation -------------------------------------------------------------------
 
@@ -183,16 +192,20 @@ class AlertEngine:
             }
             found[fp] = (labels, annotations, sample.value)
         changed = False
+        held = self._held(key, now)
         for fp, (labels, annotations, value) in found.items():
             alert = active.get(fp)
             if alert is None or alert.state == "resolved":
                 alert = Alert(rule.name, key, fp, labels, annotations, "pending", now)
                 active[fp] = alert
+                held.discard(fp)
                 changed = True
             alert.labels, alert.annotations, alert.value = labels, annotations, value
             alert.keep_firing_since = None
             alert.last_evaluated = now
         for fp, alert in list(active.items()):
+            if fp in held:
+                continue  # restored, and the data it depends on is not yet complete
             if fp in found:
                 if alert.state == "pending" and now - alert.active_at >= rule.for_s:
                     alert.state, alert.fired_at = "firing", now
@@ -215,6 +228,17 @@ class AlertEngine:
                 alert.state, alert.resolved_at = "resolved", now
                 changed = True
         return changed
+
+    def _held(self, key: str, now: float) -> set[str]:
+        """Fingerprints of `key` still held at `now`; the hold ends for all of them at once."""
+        held = self.held.get(key)
+        if held is None:
+            return set()
+        if now >= self.hold_until.get(key, 0.0):
+            del self.held[key]
+            self.hold_until.pop(key, None)
+            return set()
+        return held
 
     # ---- reading ----------------------------------------------------------------------
 
@@ -242,8 +266,13 @@ class AlertEngine:
     def dump(self) -> list[dict[str, Any]]:
         return [a.to_json() for a in self.all_alerts()]
 
-    def restore(self, saved: Iterable[Mapping[str, Any]], now: float) -> int:
-        """Load alerts saved before a restart; alerts of vanished rules resolve now."""
+    def restore(self, saved: Iterable[Mapping[str, Any]], now: float,
+                grace: Mapping[str, float] | None = None) -> int:
+        """Load alerts saved before a restart, each held for its rule's `grace` seconds.
+
+        Alerts of rules that no longer exist resolve now (Alertmanager would resolve them
+        too once they stopped arriving); `saved` has been validated by the state file.
+        """
         restored = 0
         for data in saved:
             try:
@@ -251,7 +280,11 @@ class AlertEngine:
             except (TypeError, ValueError, KeyError):
                 continue
             if alert.rule_key in self.active:
-                self.active[alert.rule_key][alert.fingerprint] = alert
+                key = alert.rule_key
+                self.active[key][alert.fingerprint] = alert
+                if alert.state != "resolved":
+                    self.held.setdefault(key, set()).add(alert.fingerprint)
+                    self.hold_until[key] = now + (grace or {}).get(key, 0.0)
                 restored += 1
             elif alert.state == "firing":
                 alert.state, alert.resolved_at = "resolved", now

@@ -103,6 +103,11 @@ class AlertmanagerAPIReceiver(Receiver):
         for queue in self.queues:
             queue.put(batch, session)
 
+    def adopt(self, old: Receiver) -> None:
+        """Keep the resend schedule across a reload (Alertmanager needs no repeat)."""
+        if isinstance(old, AlertmanagerAPIReceiver):
+            self.last_sent.update(old.last_sent)
+
     def _health_changed(self) -> None:
         self.up = all(q.up for q in self.queues)
         self.stats.receiver_up[self.name] = self.up

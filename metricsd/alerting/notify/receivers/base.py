@@ -114,6 +114,9 @@ class Receiver:
         """Direct receivers only: the current firing and resolved alerts routed here."""
         raise NotImplementedError
 
+    def adopt(self, old: Receiver) -> None:
+        """Reload: take over what the replaced receiver of the same name knew (direct kinds)."""
+
     async def close(self) -> None:
         """Shutdown hook for receivers that run tasks of their own."""
 

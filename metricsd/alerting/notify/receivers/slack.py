@@ -1,4 +1,12 @@
-"""format: slack: an incoming-webhook message with a plain `text` fallback and Block Kit blocks."""
+"""format: slack: an incoming-webhook message with a plain `text` fallback and Block Kit blocks.
+
+Every value that comes from an alert (labels, annotations, URLs, group labels) or from
+the config goes through `escape` before it is placed in mrkdwn or in `text`: Slack reads
+`<...>` as a mention, a channel or a link and `&` as the start of an entity, so a page
+label such as `/<!channel> <https://evil.example|log in>` would otherwise notify a whole
+channel with a disguised link. Only the markup this module writes itself stays live.
+The `header` block is plain_text, where Slack parses nothing, so it gets the raw title.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +19,16 @@ from metricsd.alerting.notify.receivers.base import Receiver
 MAX_ALERT_BLOCKS = 10  # Slack allows 50 blocks; a page of ten alerts stays readable
 HEADER_LIMIT = 150  # Slack's limit for a header block's text
 SECTION_LIMIT = 3000  # ... and for a section's text
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters as entities, so the text renders as written."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _link(url: str, label: str) -> str:
+    """`<url|label>` with the URL unable to close the link or start another one."""
+    return f"<{escape(url).replace('|', '%7C')}|{label}>"
 
 
 def _clip(text: str, limit: int) -> str:
@@ -31,17 +49,17 @@ def title(notification: Notification) -> str:
 def _alert_text(alert: NotifyAlert) -> str:
     icon = ":red_circle:" if alert.status == "firing" else ":large_green_circle:"
     summary = alert.annotations.get("summary") or alert.labels.get("alertname", "")
-    lines = [f"{icon} *{summary}*"]
+    lines = [f"{icon} *{escape(summary)}*"]
     if alert.annotations.get("description"):
-        lines.append(alert.annotations["description"])
+        lines.append(escape(alert.annotations["description"]))
     labels = ", ".join(f"{k}={v}" for k, v in sorted(alert.labels.items()) if k != "alertname")
     if labels:
-        lines.append(f"`{labels}`")
+        lines.append(f"`{escape(labels)}`")
     links = []
     if alert.annotations.get("runbook_url"):
-        links.append(f"<{alert.annotations['runbook_url']}|Runbook>")
+        links.append(_link(alert.annotations["runbook_url"], "Runbook"))
     if alert.generator_url:
-        links.append(f"<{alert.generator_url}|Query>")
+        links.append(_link(alert.generator_url, "Query"))
     if links:
         lines.append(" · ".join(links))
     return _clip("\n".join(lines), SECTION_LIMIT)
@@ -61,11 +79,12 @@ class SlackReceiver(Receiver):
         for alert in alerts[:MAX_ALERT_BLOCKS]:
             blocks.append({"type": "section", "text": {"type": "mrkdwn",
                                                        "text": _alert_text(alert)}})
-        context = f"metricsd · {notification.receiver}"
+        context = f"metricsd · {escape(notification.receiver)}"
         if len(alerts) > MAX_ALERT_BLOCKS:
             context += f" · {len(alerts) - MAX_ALERT_BLOCKS} more alert(s) not shown"
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
         summaries = "; ".join(
             a.annotations.get("summary") or a.labels.get("alertname", "") for a in alerts
         )
-        return {"text": _clip(f"{heading}: {summaries}", SECTION_LIMIT), "blocks": blocks}
+        text = escape(f"{heading}: {summaries}")
+        return {"text": _clip(text, SECTION_LIMIT), "blocks": blocks}
