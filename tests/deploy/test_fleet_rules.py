@@ -118,3 +118,19 @@ async def test_prometheus_fires_one_alert_for_two_instances(
     rules = await prometheus.api("rules")
     broken = [r for g in rules["groups"] for r in g["rules"] if r.get("health") == "err"]
     assert broken == [], broken
+
+
+def test_vmalert_loads_the_fleet_rules(tmp_path: Path) -> None:
+    """docs/scaling.md names vmalert as an evaluator: Debian's vmalert 1.79 parses the file."""
+    vmalert = require_binary("vmalert")
+
+    def dry_run(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([vmalert, "-dryRun", f"-rule={path}"], capture_output=True,
+                              text=True, timeout=60, check=False)
+
+    loaded = dry_run(FLEET)
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+    broken = tmp_path / "broken.yml"
+    broken.write_text(FLEET.read_text(encoding="utf-8").replace(
+        "> 0.5\n", "> (0.5\n", 1), encoding="utf-8")
+    assert dry_run(broken).returncode != 0  # the check bites
