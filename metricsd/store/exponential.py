@@ -18,6 +18,7 @@ client_golang does), so a scrape never carries more than that many buckets per s
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,11 +48,14 @@ def keys(values: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
     return np.clip(key, MIN_KEY, MAX_KEY)
 
 
+_BOUND_LIST = _BOUNDS.tolist()
+
+
 def key(value: float) -> int:
-    """keys() for one value (the scalar ingest path)."""
+    """keys() for one value (the scalar ingest path: bisect, no numpy call per sample)."""
     mantissa, exponent = math.frexp(value)
-    within = int(np.searchsorted(_BOUNDS, mantissa, side="left"))
-    return int(min(max(within + (exponent - 1) * 2**SCHEMA, MIN_KEY), MAX_KEY))
+    found = bisect_left(_BOUND_LIST, mantissa) + (exponent - 1) * 2**SCHEMA
+    return MIN_KEY if found < MIN_KEY else MAX_KEY if found > MAX_KEY else found
 
 
 def upper_bound(bucket: int, schema: int = SCHEMA) -> float:
