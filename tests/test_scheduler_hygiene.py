@@ -23,8 +23,8 @@ async def test_skipped_runs_counted_and_logged_once(aiohttp_client, make_config,
                            coalesce=True)
     await asyncio.sleep(1.2)
     text = await (await client.get("/metrics")).text()
-    line = next(l for l in text.splitlines()
-                if l.startswith('metricsd_scheduler_skipped_runs_total{job="test:hung"}'))
+    line = next(row for row in text.splitlines()
+                if row.startswith('metricsd_scheduler_skipped_runs_total{job="test:hung"}'))
     assert float(line.rsplit(" ", 1)[1]) >= 5
     skipped = [r for r in caplog.records
                if "skipped:" in r.getMessage() or "was skipped" in r.getMessage()]
