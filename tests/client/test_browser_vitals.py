@@ -7,7 +7,8 @@ GET /v1/vitals/attribution with its processing duration; a late hero image as LC
 with its resource-load sub-part; a layout shift must name the element that moved. The same
 page under Playwright's "Pixel 7" descriptor lands in device="mobile", under "Desktop
 Chrome" in device="desktop" (the descriptors' values are copied below: the emulation is
-CDP's, the same calls Playwright makes).
+CDP's, the same calls Playwright makes). Soft navigations: the client follows a metric's
+navigationURL, through the route hook when given.
 """
 
 from __future__ import annotations
@@ -276,3 +277,56 @@ async def test_attribution_and_device_classes(chromium: Browser, site: TestServe
     part = "metricsd_web_vitals_attribution_window_seconds"
     assert value(samples, part, page="/shop", part="inp_processing_duration",
                  quantile="0.75") * 1000 >= HANDLER_MS
+
+
+# The standard web-vitals build reports no soft navigations (Chromium's soft-navigation
+# heuristics and web-vitals' soft-navs build are experimental), so the metric objects are
+# shaped as that build reports them, and everything after it is the real client in a real
+# browser: pageFor, withContext, toBodies, sendBeacon, and metricsd's ingest.
+SOFT_NAVS_JS = """
+(async () => {
+  const m = await import('/client/metricsd-vitals.js');
+  const route = (path) => (path.startsWith('/blog/') ? '/blog/:slug' : undefined);
+  const soft = (name, value, id, path) => ({name, value, id, delta: value, rating: 'good',
+    navigationType: 'soft-navigation', navigationURL: location.origin + path});
+  const metrics = [
+    soft('LCP', 900, 'soft-1', '/blog/first-post?utm_source=x#top'),
+    soft('INP', 120, 'soft-2', '/cart'),
+    {name: 'CLS', value: 0.01, id: 'hard-1', delta: 0.01, rating: 'good',
+     navigationType: 'navigate'},
+  ];
+  const withRoute = metrics.map((metric) => m.pageFor(metric, '/news', route));
+  const without = metrics.map((metric) => m.pageFor(metric, '/news'));
+  const items = metrics.map((metric) => m.withContext(
+    m.toBeacon(metric, m.pageFor(metric, '/news', route)), metric, {}));
+  const sent = m.toBodies(items).map((body) => navigator.sendBeacon(%(endpoint)s, body));
+  return {withRoute, without, sent};
+})()
+"""
+
+
+@pytest.mark.timeout(60)
+async def test_soft_navigations_follow_navigation_url_and_the_route_hook(
+        chromium: Browser, site: TestServer, metricsd: Metricsd) -> None:
+    page = await chromium.new_page()
+    await _open(page, site, "/news")
+    got = await page.evaluate(
+        SOFT_NAVS_JS % {"endpoint": json.dumps(f"{metricsd.url}/v1/beacons/vitals")},
+        await_promise=True)
+    assert got["withRoute"] == ["/blog/:slug", "/cart", "/news"], got
+    assert got["without"] == ["/blog/first-post", "/cart", "/news"], got  # no query, fragment
+    assert got["sent"] == [True], got
+    ratings = "metricsd_web_vitals_ratings_total"
+    samples: dict[Any, float] = {}
+    for _ in range(100):
+        samples = await metricsd.samples()
+        if value(samples, ratings, metric="INP", page="/cart"):
+            break
+        await asyncio.sleep(0.1)
+    assert value(samples, "metricsd_web_vitals_lcp_seconds_count", page="/blog/:slug") == 1
+    assert value(samples, ratings, metric="LCP", page="/blog/:slug",
+                 navigation_type="soft-navigation") == 1
+    assert value(samples, ratings, metric="INP", page="/cart",
+                 navigation_type="soft-navigation") == 1
+    assert value(samples, ratings, metric="CLS", page="/news", navigation_type="navigate") >= 1
+    assert value(samples, "metricsd_web_vitals_lcp_seconds_count", page="/blog/first-post") == 0
