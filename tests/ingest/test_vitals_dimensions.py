@@ -130,6 +130,17 @@ async def test_p75_and_rating_shares_equal_numpy(make_client):
                           page=page, device=device, rating=rating)
             assert share == pytest.approx(np.mean(ratings == index), abs=1e-12), (
                 page, device, name, rating)
+    # /v1/summary (the shared snapshot) has the same numbers, one row per page and device.
+    summary = await (await client.get("/v1/summary")).json()
+    rows = {(r["page"], r["device"], r["metric"]): r for r in summary["web_vitals"]}
+    assert set(rows) == set(expected)
+    for key, values in expected.items():
+        spec = VITALS[key[2]]
+        assert rows[key]["count"] == len(values)
+        assert rows[key]["quantiles"]["p75"] == pytest.approx(np.percentile(values, 75),
+                                                              rel=1e-12, abs=1e-12)
+        counts = np.bincount([spec.rating_index(v) for v in values], minlength=3).tolist()
+        assert list(rows[key]["ratings"].values()) == counts, key
 
 
 # --- the assessment gauge ----------------------------------------------------------
