@@ -12,7 +12,8 @@ import time
 from prometheus_client import CollectorRegistry, Gauge
 
 from metricsd.alerting.rules.engine import fingerprint
-from tests.alerting.conftest import free_port, only, receiver_config
+from tests.alerting.conftest import only, receiver_config
+from tests.fixtures.launch import free_port
 
 ZERO = "0001-01-01T00:00:00Z"
 START = "2023-11-14T22:13:20Z"  # the test clock's start, 1_700_000_000
