@@ -228,9 +228,11 @@ async def test_fallback_receiver_then_dead_letter_log(make_receiver, make_servic
     })
     service2.gauge.labels(route="/y").set(2)
     await service2.evaluate_once()
-    for _ in range(50):
-        if dead.exists():
-            break
+    # Two receivers, each with retries and backoff, then the file write: give a loaded
+    # machine time, and wait for a whole line, not just the file.
+    deadline = time.monotonic() + 15
+    while not (dead.exists() and dead.read_text().endswith("\n")):
+        assert time.monotonic() < deadline, "no dead letter written"
         await asyncio.sleep(0.05)
     [line] = dead.read_text().splitlines()
     record = json.loads(line)
