@@ -2,7 +2,8 @@
 
 A segment is an id when it is all digits, a UUID, a run of 16+ hex characters, or an
 opaque token of 24+ URL-safe characters with a digit (ULIDs, base64 ids). Query strings
-and fragments are dropped, and so are the scheme and host of a whole URL. Results are cached: the same raw routes repeat all day.
+and fragments are dropped, and so are the scheme and host of a whole URL. Results are
+cached: the same raw routes repeat all day.
 """
 
 from __future__ import annotations
