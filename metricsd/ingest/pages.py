@@ -8,11 +8,13 @@ counts them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
-from metricsd.ingest.normalize import normalize_path
+from metricsd.ingest.normalize import normalize_path, referer_path
 
 OTHER_PAGE = "other"
+_ABSOLUTE = re.compile(r"(?i)https?://")
 SWEEP_EVERY_S = 60.0  # how often a full budget looks for idle pages to let go
 
 
@@ -50,7 +52,13 @@ class Templates:
         return None
 
     def apply(self, raw: str) -> str:
-        """A template when one matches, else the automatic id collapse."""
+        """A template when one matches, else the automatic id collapse.
+
+        A whole URL (`location.href` as the page) is matched by its path, as
+        normalize_path counts it.
+        """
+        if _ABSOLUTE.match(raw):
+            raw = referer_path(raw) or "/"
         path = raw.split("?", 1)[0].split("#", 1)[0]
         if self.templates:
             matched = self.match(path)

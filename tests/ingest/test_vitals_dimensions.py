@@ -227,6 +227,11 @@ def test_templates_before_the_id_collapse():
     assert t.apply("/docs/a/b/c") == "/docs/*"
     assert t.apply("/") == "/"
     assert Templates([]).apply("/orders/123") == "/orders/:id"
+    # A whole URL (location.href as the page) is matched by its path.
+    assert t.apply("https://shop.example/blog/hello-world?utm=1#top") == "/blog/:slug"
+    assert t.apply("HTTP://shop.example/products/9/reviews") == "/products/:id/reviews"
+    assert t.apply("https://shop.example") == "/"
+    assert Templates([]).apply("https://shop.example/orders/123") == "/orders/:id"
 
 
 def test_page_budget_counts_other_and_lets_idle_pages_go():
