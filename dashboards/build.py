@@ -552,6 +552,36 @@ def vitals_dashboard() -> Dashboard:
               f"(metricsd_web_vitals_window_ratings{{{sel}}})", "{{instance}} {{rating}}"),
         ], "What each instance's sliding window holds, by rating.", unit="percentunit"),
     )
+    # vitals (issue 17): the assessment per page and device, devices and connections, and
+    # what the attribution build says about slow page views.
+    board.section(
+        "Core Web Vitals assessment (per page and device)",
+        table("Pass / fail per page and device", [
+            Q(f"max by (page, device) (metricsd_web_vitals_cwv_pass{{{sel}}})"),
+        ], "1 when the window p75 of LCP, INP and CLS are all good on that page and device "
+           "class, 0 when not (any instance failing shows 0). Pages with fewer than "
+           "ingest.vitals_min_page_views page views in the window are not judged.",
+            columns={"Value #A": "passes"}, width=12),
+        bargauge("Good share per vital and device (window)", [
+            Q(f'avg by (metric, device) (metricsd_web_vitals_window_rating_ratio{{{sel}, '
+              f'rating="good", metric=~"LCP|INP|CLS"}})', "{{metric}} {{device}}",
+              instant=True),
+        ], "Share of the window's page views rated good; CrUX's view of the p75 rule is that "
+           "at least 75 % are good.", unit="percentunit", max=1,
+            thresholds=_steps((RED, None), (ORANGE, 0.5), (GREEN, 0.75))),
+        bargauge("Reports by device and connection type", [
+            Q(f"sum by (device, connection) (increase({ratings}[$__range]))",
+              "{{device}} {{connection}}", instant=True),
+        ], "Device class (from the client, client hints or the User-Agent) and effective "
+           "connection type (navigator.connection).", thresholds=_steps((BLUE, None))),
+        table("Attribution sub-parts p75 per page", [
+            Q(f'max by (page, part) (metricsd_web_vitals_attribution_window_seconds{{{sel}, '
+              f'quantile="0.75"}})'),
+        ], "Window p75 of INP's input delay, processing duration and presentation delay, and "
+           "of LCP's time to first byte, resource load delay and duration and render delay "
+           "(web-vitals attribution build). Which elements: GET /v1/vitals/attribution.",
+            columns={"Value #A": "p75"}, units={"Value #A": "s"}, width=12),
+    )
     board.section(
         "Navigation types",
         bargauge("Reports by navigation type", [

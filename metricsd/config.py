@@ -94,6 +94,21 @@ class BudgetsConfig(_Model):
 DEFAULT_BUDGET_SHARES: dict[str, float] = {"timings": 0.7, "vitals": 0.3}
 
 
+class PagesConfig(_Model):
+    """Web Vitals pages: route templates and the page budget (issue 17)."""
+
+    templates: list[str] = []
+    budget: int = Field(1000, ge=1)
+
+    @field_validator("templates")
+    @classmethod
+    def _templates_are_paths(cls, value: list[str]) -> list[str]:
+        bad = [t for t in value if not t.startswith("/") or "?" in t or "#" in t]
+        if bad:
+            raise ValueError(f"templates must be paths starting with / (no query): {bad}")
+        return value
+
+
 class IngestConfig(_Model):
     """Beacon ingestion limits and access."""
 
@@ -108,6 +123,10 @@ class IngestConfig(_Model):
     series_idle_timeout: Duration = 3600.0
     vitals_dedupe_ttl: Duration = 1800.0
     vitals_dedupe_max_ids: int = Field(200_000, ge=1)
+    # Core Web Vitals assessment: page views per (page, device) window below which
+    # metricsd_web_vitals_cwv_pass is absent, as CrUX leaves out pages with too little data.
+    vitals_min_page_views: int = Field(20, ge=1)
+    pages: PagesConfig = PagesConfig()
     rate_limit: RateLimitConfig = RateLimitConfig()
     budgets: BudgetsConfig = BudgetsConfig()
 

@@ -28,11 +28,11 @@ HEADER = """\
 #
 # Same alert names, labels and annotations as alerts.yml (receivers, routes and runbooks
 # do not change), but the API and Web Vitals rules read the cumulative series, summed over
-# every instance before the percentile or ratio is taken: one alert per route or page for
-# the whole fleet, not one per instance on its share of the traffic. Percentiles come from
-# histogram_quantile over sum by (le, ...) (rate(..._bucket[5m])), so they are exact to
-# the width of a bucket (docs/scaling.md). PostgreSQL and self-monitoring rules are the
-# ones of alerts.yml: they are per target or per instance anyway.
+# every instance before the percentile or ratio is taken: one alert per route or page (and
+# device class) for the whole fleet, not one per instance on its share of the traffic.
+# Percentiles come from histogram_quantile over sum by (le, ...) (rate(..._bucket[5m])),
+# so they are exact to the width of a bucket (docs/scaling.md). PostgreSQL and
+# self-monitoring rules are the ones of alerts.yml: they are per target or per instance.
 #
 # Use alerts.yml when ONE metricsd evaluates its own rules; use this file in Prometheus
 # when several instances are scraped (docs/scaling.md, "Which rule file").
@@ -66,14 +66,26 @@ FLEET_EXPRS: dict[str, list[str]] = {
         "service_route_method:metricsd_api_requests_5xx:ratio_rate5m > 0.05",
         "and",
         "service_route_method:metricsd_api_requests:increase5m >= 20"],
-    "WebVitalsLCPPoor": ["page:metricsd_web_vitals_lcp_seconds:p75_rate5m > 4"],
+    "WebVitalsLCPPoor": ["page_device:metricsd_web_vitals_lcp_seconds:p75_rate5m > 4"],
     "WebVitalsLCPNeedsImprovement": [
-        "page:metricsd_web_vitals_lcp_seconds:p75_rate5m > 2.5 <= 4"],
-    "WebVitalsINPPoor": ["page:metricsd_web_vitals_inp_seconds:p75_rate5m > 0.5"],
+        "page_device:metricsd_web_vitals_lcp_seconds:p75_rate5m > 2.5 <= 4"],
+    "WebVitalsINPPoor": ["page_device:metricsd_web_vitals_inp_seconds:p75_rate5m > 0.5"],
     "WebVitalsINPNeedsImprovement": [
-        "page:metricsd_web_vitals_inp_seconds:p75_rate5m > 0.2 <= 0.5"],
-    "WebVitalsCLSPoor": ["page:metricsd_web_vitals_cls:p75_rate5m > 0.25"],
-    "WebVitalsCLSNeedsImprovement": ["page:metricsd_web_vitals_cls:p75_rate5m > 0.1 <= 0.25"],
+        "page_device:metricsd_web_vitals_inp_seconds:p75_rate5m > 0.2 <= 0.5"],
+    "WebVitalsCLSPoor": ["page_device:metricsd_web_vitals_cls:p75_rate5m > 0.25"],
+    "WebVitalsCLSNeedsImprovement": [
+        "page_device:metricsd_web_vitals_cls:p75_rate5m > 0.1 <= 0.25"],
+    # vitals (issue 17): the assessment over the fleet's summed buckets, per page and device;
+    # a vital without data (no INP) is not held against the page, and a (page, device) with
+    # fewer than MIN_VIEWS LCP reports in 5 minutes is not judged (the gauge's default minimum).
+    "WebVitalsAssessmentFailing": [
+        "(",
+        "  page_device:metricsd_web_vitals_lcp_seconds:p75_rate5m > 2.5",
+        "  or page_device:metricsd_web_vitals_inp_seconds:p75_rate5m > 0.2",
+        "  or page_device:metricsd_web_vitals_cls:p75_rate5m > 0.1",
+        ")",
+        "and on (page, device)",
+        "page_device:metricsd_web_vitals_lcp_seconds:increase5m >= 20"],
 }
 
 _ALERT = re.compile(r"^      - alert: (\w+)\s*$")
@@ -82,12 +94,16 @@ _CONTINUATION = "          "
 
 
 def recording_rules() -> str:
+    """Web Vitals p75 per page AND device (issue 17: phones and desktops judged apart)."""
     out = [HEADER.rstrip("\n")]
     for name in VITALS.values():
-        out.append(f"      - record: page:{name}:p75_rate5m")
+        out.append(f"      - record: page_device:{name}:p75_rate5m")
         out.append("        expr: >-")
         out.append("          histogram_quantile(0.75,")
-        out.append(f"            sum by (le, page) (rate({name}_bucket[5m])))")
+        out.append(f"            sum by (le, page, device) (rate({name}_bucket[5m])))")
+    lcp = VITALS["lcp"]
+    out.append(f"      - record: page_device:{lcp}:increase5m")
+    out.append(f"        expr: sum by (page, device) (increase({lcp}_count[5m]))")
     return "\n".join(out) + "\n\n"
 
 

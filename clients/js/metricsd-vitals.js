@@ -76,6 +76,134 @@ function send(endpoint, body) {
   }
 }
 
+// --- vitals (issue 17): device, connection, soft navigations, attribution ---------------
+// Kept apart from the transport and the options above so both can change independently.
+
+export const DEVICES = ['mobile', 'tablet', 'desktop'];
+export const CONNECTIONS = ['4g', '3g', '2g', 'slow-2g'];
+
+/** 'mobile' when the browser says so (UA client hints); else undefined: metricsd decides. */
+export function deviceClass(override) {
+  if (DEVICES.includes(override)) return override;
+  const data = typeof navigator !== 'undefined' ? navigator.userAgentData : undefined;
+  return data && data.mobile === true ? 'mobile' : undefined;
+}
+
+/** navigator.connection.effectiveType when the browser has it. */
+export function connectionType() {
+  const conn = typeof navigator !== 'undefined' ? navigator.connection : undefined;
+  const type = conn && conn.effectiveType;
+  return CONNECTIONS.includes(type) ? type : undefined;
+}
+
+/** The path of a URL (soft navigations report navigationURL), or undefined. */
+function pathOf(url) {
+  try {
+    return new URL(url, location.href).pathname;
+  } catch (_) {
+    return undefined;
+  }
+}
+
+/**
+ * The page a metric belongs to: after a soft navigation, the route of its navigationURL
+ * (through options.route when given); else options.page (string or function); else
+ * location.pathname.
+ */
+export function pageFor(metric, page, route) {
+  if (metric.navigationType === 'soft-navigation' && metric.navigationURL) {
+    const path = pathOf(metric.navigationURL);
+    if (path) return (typeof route === 'function' && route(path, metric)) || path;
+  }
+  return (typeof page === 'function' ? page(metric) : page) || location.pathname;
+}
+
+const round = (ms) => (typeof ms === 'number' && Number.isFinite(ms) && ms >= 0
+  ? Math.round(ms * 100) / 100 : undefined);
+
+/** The longest script of INP's long animation frames (web-vitals 5: longestScript; 4: LoAF). */
+function longestScriptURL(a) {
+  if (a.longestScript && a.longestScript.entry) return a.longestScript.entry.sourceURL;
+  let best;
+  for (const frame of a.longAnimationFrameEntries || []) {
+    for (const script of frame.scripts || []) {
+      if (!best || script.duration > best.duration) best = script;
+    }
+  }
+  return best ? best.sourceURL : undefined;
+}
+
+/**
+ * The few attribution fields metricsd keeps (web-vitals attribution build, 4.x to 6.x);
+ * never entries or DOM nodes. Undefined when the metric carries no attribution.
+ */
+export function attributionOf(metric) {
+  const a = metric.attribution;
+  if (!a) return undefined;
+  let out;
+  if (metric.name === 'INP') {
+    out = {
+      target: a.interactionTarget,
+      interactionType: a.interactionType,
+      inputDelay: round(a.inputDelay),
+      processingDuration: round(a.processingDuration),
+      presentationDelay: round(a.presentationDelay),
+      scriptURL: longestScriptURL(a),
+    };
+  } else if (metric.name === 'LCP') {
+    out = {
+      target: a.target || a.element,
+      url: a.url,
+      timeToFirstByte: round(a.timeToFirstByte),
+      resourceLoadDelay: round(a.resourceLoadDelay),
+      resourceLoadDuration: round(a.resourceLoadDuration ?? a.resourceLoadTime),
+      elementRenderDelay: round(a.elementRenderDelay),
+    };
+  } else if (metric.name === 'CLS') {
+    out = { target: a.largestShiftTarget };
+  } else {
+    return undefined;
+  }
+  for (const key of Object.keys(out)) {
+    if (out[key] === undefined || out[key] === null || out[key] === '') delete out[key];
+  }
+  return Object.keys(out).length ? out : undefined;
+}
+
+/** Device, connection and (optionally) attribution added to one beacon. */
+export function withContext(beacon, metric, options = {}) {
+  const device = deviceClass(options.device);
+  if (device) beacon.device = device;
+  const connection = connectionType();
+  if (connection) beacon.connection = connection;
+  if (options.attribution) {
+    const attribution = attributionOf(metric);
+    if (attribution) beacon.attribution = attribution;
+  }
+  return beacon;
+}
+
+/**
+ * Register the web-vitals callbacks: the standard build, or with options.attribution the
+ * attribution build ('web-vitals/attribution', loaded on demand). reportSoftNavs is passed
+ * through for the web-vitals builds that follow soft navigations.
+ */
+function observe(callback, options) {
+  const opts = { reportAllChanges: true, reportSoftNavs: Boolean(options.softNavigations) };
+  const register = (lib) => {
+    lib.onTTFB(callback, opts);
+    lib.onFCP(callback, opts);
+    lib.onLCP(callback, opts);
+    lib.onCLS(callback, opts);
+    lib.onINP(callback, opts);
+  };
+  if (!options.attribution) {
+    register({ onCLS, onFCP, onINP, onLCP, onTTFB });
+    return Promise.resolve();
+  }
+  return import('web-vitals/attribution').then(register);
+}
+
 /**
  * Start reporting this page view's Web Vitals to metricsd.
  *
@@ -84,6 +212,11 @@ function send(endpoint, body) {
  *                         returning one; default location.pathname
  * options.sampleRate      0..1, decided once per page view (default 1: every view)
  * options.maxBodyBytes    upper bound of one request body (default 60000)
+ * options.attribution     true: use web-vitals' attribution build and send its few
+ *                         explaining fields (selectors, sub-parts; default false)
+ * options.softNavigations true: follow soft navigations (web-vitals builds that report them)
+ * options.route           path => template, for soft navigations' navigationURL
+ * options.device          'mobile' | 'tablet' | 'desktop' when the app knows better
  *
  * Returns {sampled, flush}; call flush() yourself on a soft navigation if you like.
  */
@@ -104,11 +237,10 @@ export function initVitals(options = {}) {
   const queue = new Map();
   // Value last sent per id, so `delta` is the change since metricsd last heard of it.
   const sent = new Map();
-  const pageOf = (metric) =>
-    (typeof page === 'function' ? page(metric) : page) || location.pathname;
+  const pageOf = (metric) => pageFor(metric, page, options.route);
 
   function enqueue(metric) {
-    const beacon = toBeacon(metric, pageOf(metric));
+    const beacon = withContext(toBeacon(metric, pageOf(metric)), metric, options);
     beacon.delta = metric.value - (sent.get(metric.id) ?? 0);
     queue.set(metric.id, beacon);
   }
@@ -124,12 +256,7 @@ export function initVitals(options = {}) {
   // reportAllChanges costs nothing here (reports only replace the queued entry) and
   // catches values web-vitals settles during the hide itself: an interaction still waiting
   // for its idle callback when the page is left is otherwise never reported as INP.
-  const opts = { reportAllChanges: true };
-  onTTFB(enqueue, opts);
-  onFCP(enqueue, opts);
-  onLCP(enqueue, opts);
-  onCLS(enqueue, opts);
-  onINP(enqueue, opts);
+  const ready = observe(enqueue, options);
 
   // Bubble-phase listeners on window run after web-vitals' capture-phase ones, so CLS,
   // INP and LCP are already queued when we flush. pagehide covers Safari, which does not
@@ -138,5 +265,5 @@ export function initVitals(options = {}) {
     if (document.visibilityState === 'hidden') flush();
   });
   addEventListener('pagehide', flush);
-  return { sampled, flush };
+  return { sampled, flush, ready };
 }

@@ -13,9 +13,18 @@ from functools import partial
 from aiohttp import web
 
 from metricsd.config import Config
-from metricsd.core import CONFIG, READINESS, REGISTRY, SCHEDULER, Apply, register_reloader
+from metricsd.core import (
+    CONFIG,
+    READINESS,
+    REGISTRY,
+    SCHEDULER,
+    Apply,
+    current_config,
+    register_reloader,
+)
 from metricsd.export.beacons import StoreSource, View
 from metricsd.ingest import timings, vitals  # noqa: F401  (one line per beacon kind)
+from metricsd.ingest.assessment import AssessmentSource
 from metricsd.ingest.base import BEACONS, BeaconType
 from metricsd.ingest.ratelimit import TokenBuckets
 from metricsd.ingest.selfmetrics import IngestSource, SelfMetrics
@@ -67,6 +76,8 @@ def setup(app: web.Application) -> None:
     )
     app[REGISTRY].add_source(StoreSource(store, export_views(store)))
     app[REGISTRY].add_source(IngestSource(store, counters))
+    app[REGISTRY].add_source(AssessmentSource(
+        store, lambda: current_config(app).ingest.vitals_min_page_views))
     app[READINESS]["ingest"] = lambda: {
         "ok": True, "series": store.series_count, "max_series": store.pool.slots,
         "budgets": {kind: {"series": store.in_budget[kind], "limit": limit}

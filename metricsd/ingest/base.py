@@ -44,6 +44,8 @@ class Context:
 
     now: float
     referer: str | None = None
+    user_agent: str | None = None  # device class when the beacon does not say (vitals)
+    ch_mobile: str | None = None  # Sec-CH-UA-Mobile client hint
 
 
 @dataclass

@@ -15,6 +15,7 @@ from metricsd.web import (
     reload,
     status,
     summary,
+    vitals,
 )
 
 
@@ -24,6 +25,7 @@ def setup(app: web.Application) -> None:
     metrics.setup(app)
     beacons.setup(app)
     summary.setup(app)
+    vitals.setup(app)
     postgres.setup(app)
     plans.setup(app)
     page.setup(app)

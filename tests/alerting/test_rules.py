@@ -30,6 +30,7 @@ SHIPPED = {
     "PgBouncerDown", "PgBouncerPoolUtilizationHigh", "PgBouncerClientsWaiting",
     "PgBouncerClientConnectionsHigh", "PostgresWraparoundRisk", "PostgresArchivingFailing",
     "PostgresPlanRegression",
+    "WebVitalsAssessmentFailing",
 }
 
 

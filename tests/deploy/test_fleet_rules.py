@@ -23,7 +23,7 @@ FLEET_TEST = ROOT / "deploy/prometheus/alerts_test.yml"
 FLEET_RULES = {"ApiLatencyP95High", "ApiErrorRatioHigh", "WebVitalsLCPPoor",
                "WebVitalsLCPNeedsImprovement", "WebVitalsINPPoor",
                "WebVitalsINPNeedsImprovement", "WebVitalsCLSPoor",
-               "WebVitalsCLSNeedsImprovement"}
+               "WebVitalsCLSNeedsImprovement", "WebVitalsAssessmentFailing"}
 
 
 def _alerts(path: Path) -> dict[str, dict[str, Any]]:

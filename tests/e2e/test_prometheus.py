@@ -37,6 +37,11 @@ VITAL_VALUES = {
     "LCP": (1200, 3100, 5200), "INP": (80, 320, 700), "CLS": (0.02, 0.15, 0.4),
     "FCP": (900, 2200, 3600), "TTFB": (300, 1200, 2400), "FID": (40, 200, 400),
 }
+DEVICES = {"/": "desktop", "/checkout": "mobile"}
+# One sub-part each for INP and LCP: 2 pages x 2 parts = 4 more vitals series.
+ATTRIBUTION = {"INP": {"target": "#buy", "processingDuration": 120.0},
+               "LCP": {"target": "img.hero", "url": "/hero.jpg", "resourceLoadDuration": 400.0},
+               "CLS": {"target": "div.ad"}}
 MAX_SERIES = 60  # steady traffic makes ~24 series; the spam burst goes over the cap
 FAKE_CLIENT = "198.51.100.7"  # documentation range; sent as X-Forwarded-For by the burst
 
@@ -72,9 +77,14 @@ class Traffic:
         for (name, values), page in itertools.product(VITAL_VALUES.items(), PAGES):
             for value, nav in zip(values, NAVIGATION, strict=True):
                 # No `rating`: it is optional, and metricsd rates by value anyway.
-                items.append({"name": name, "value": value * self.rng.uniform(0.9, 1.1),
-                              "delta": 0, "id": f"v4-{next(self.ids)}",
-                              "navigationType": nav, "page": page})
+                item = {"name": name, "value": value * self.rng.uniform(0.9, 1.1),
+                        "delta": 0, "id": f"v4-{next(self.ids)}",
+                        "navigationType": nav, "page": page,
+                        # vitals (issue 17): devices, connections and attribution
+                        "device": DEVICES[page], "connection": "4g"}
+                if name in ATTRIBUTION:
+                    item["attribution"] = ATTRIBUTION[name]
+                items.append(item)
         items.append({"name": "LCP", "value": -5, "id": "bad", "page": "/"})  # out of range
         return items
 
@@ -281,6 +291,8 @@ async def test_every_dashboard_query_returns_data(
     config = make_config({
         "ingest": {
             "max_series": MAX_SERIES,
+            "budgets": {"vitals": 24},  # 12 vitals series + 4 attribution sub-part series
+            "vitals_min_page_views": 1,  # the CWV pass panel has data after one round
             "rate_limit": {"enabled": True, "requests_per_second": 20, "burst": 20,
                            "trusted_proxies": ["127.0.0.1/32"]},
         },
