@@ -23,8 +23,13 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e '.[uvloop]'
 	touch $@
 
-$(TEST_STAMP): $(STAMP) pyproject.toml
-	$(PIP) install -q -e '.[test,uvloop]'
+# The Python client is its own distribution (clients/python); tests use it installed.
+# WHEELHOUSE: what tests/client/test_distribution.py installs, offline, into a fresh
+# virtualenv beside the client: Flask and the build backend, nothing of the server.
+WHEELHOUSE := $(VENV)/wheelhouse
+$(TEST_STAMP): $(STAMP) pyproject.toml clients/python/pyproject.toml
+	$(PIP) install -q -e '.[test,uvloop]' -e 'clients/python[aiohttp,prometheus]'
+	$(PIP) wheel -q -w $(WHEELHOUSE) 'flask>=3,<4' 'setuptools>=68' wheel
 	touch $@
 
 run: $(STAMP)  ## start metricsd on 127.0.0.1:9811 with embedded defaults
