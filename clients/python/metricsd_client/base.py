@@ -370,7 +370,8 @@ class TimingSender:
     def _note_failed(self, batch: list[Item], problem: str) -> None:
         with self._count_lock:
             self._failed += len(batch)
-        self._warn_once("failed", "metricsd client: gave up on %d beacon items after %d attempts (%s)",
+        self._warn_once("failed",
+                        "metricsd client: gave up on %d beacon items after %d attempts (%s)",
                         len(batch), self.max_attempts, problem)
 
     def _warn_once(self, key: str, message: str, *args: object) -> None:

@@ -1,4 +1,4 @@
-"""Batches beacons from a WSGI app (or any threaded code) (Flask, Django) on a daemon thread: no event loop needed.
+"""Batches beacons from WSGI apps (Flask, Django) and threaded code on a daemon thread.
 
 http.client keeps one connection open between batches; the thread starts on the first
 timing in each process, so pre-forking servers (gunicorn --preload) get one per worker.
