@@ -234,7 +234,8 @@ class ReceiverConfig(_Model):
 
     name: str = Field(min_length=1)
     url: str = Field(pattern=r"^https?://")
-    format: Literal["alertmanager", "slack"] = "alertmanager"
+    # A receiver kind (alerting/notify/receivers/): alertmanager, slack; alerting checks it.
+    format: str = Field("alertmanager", pattern=r"^[a-z][a-z0-9_]*$")
     secret: str | None = None
     signature_header: str = "X-Metricsd-Signature"
     timeout: Duration = 10.0

@@ -24,11 +24,11 @@ from typing import Any
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
 from metricsd.config import Config, load_config
 from metricsd.errors import ConfigError
+from metricsd.export.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ Apply = Callable[[], Awaitable[None]]
 Reloader = Callable[[Config, Config], Awaitable[Apply | None]]
 
 CONFIG = web.AppKey("config", Config)
-REGISTRY = web.AppKey("registry", CollectorRegistry)
+REGISTRY = web.AppKey("registry", Registry)
 SCHEDULER = web.AppKey("scheduler", AsyncIOScheduler)
 READINESS = web.AppKey("readiness", dict[str, Readiness])
 
@@ -167,7 +167,7 @@ class ReloadCollector:
 def setup(app: web.Application, config: Config, path: str | Path | None = None) -> None:
     """Config, a dedicated registry (never the global one), the scheduler, readiness, reload."""
     app[CONFIG] = config
-    app[REGISTRY] = CollectorRegistry(auto_describe=True)
+    app[REGISTRY] = Registry()
     app[SCHEDULER] = AsyncIOScheduler()
     app[READINESS] = {}
     app[RUNTIME] = Runtime(config, str(path) if path is not None else None)

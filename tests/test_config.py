@@ -140,3 +140,19 @@ def test_example_config_shows_every_key(pytestconfig):
 
     raw = yaml.safe_load((pytestconfig.rootpath / "metricsd.example.yml").read_text())
     assert _missing_keys(Config, raw) == []
+
+
+def test_an_unknown_receiver_format_is_a_config_error(make_config):
+    """Receiver kinds live in alerting, which checks them at start-up and in check-config."""
+    from metricsd.alerting.rules.validate import compile_alerting
+    from metricsd.errors import ConfigError
+
+    config = make_config({"alerting": {"receivers": [
+        {"name": "ok", "url": "http://127.0.0.1:1/"},
+        {"name": "pager", "url": "http://127.0.0.1:1/", "format": "pagerduty"}],
+        "default_receiver": "ok"}})
+    with pytest.raises(ConfigError) as info:
+        compile_alerting(config.alerting)
+    [problem] = info.value.problems
+    assert "alerting.receivers.pager: unknown format 'pagerduty'" in problem
+    assert "alertmanager" in problem and "slack" in problem

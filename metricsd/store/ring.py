@@ -90,32 +90,6 @@ class RingPool:
         self.version[slot] += 1
         return seq
 
-    def push_many(
-        self, slot: int, values: FloatArray, stamps: FloatArray, tags: npt.NDArray[np.uint8]
-    ) -> None:
-        """Write a batch for one series with vectorised copies (at most two slices)."""
-        n = len(values)
-        cap = self.capacity
-        self.written[slot] += n
-        if n > cap:  # only the newest `cap` samples can survive anyway
-            values, stamps, tags = values[-cap:], stamps[-cap:], tags[-cap:]
-            start = int((self.pos[slot] + n - cap) % cap)
-            n = cap
-        else:
-            start = int(self.pos[slot])
-        first = min(n, cap - start)
-        self.values[slot, start : start + first] = values[:first]
-        self.stamps[slot, start : start + first] = stamps[:first]
-        self.tags[slot, start : start + first] = tags[:first]
-        rest = n - first
-        if rest:
-            self.values[slot, :rest] = values[first:]
-            self.stamps[slot, :rest] = stamps[first:]
-            self.tags[slot, :rest] = tags[first:]
-        self.pos[slot] = (start + n) % cap
-        self.filled[slot] = min(cap, int(self.filled[slot]) + n)
-        self.version[slot] += 1
-
     def push_batch(
         self,
         slots: npt.NDArray[np.int64],
@@ -166,7 +140,8 @@ class RingPool:
         a scrape, an alert tick and the page in the same tick sort each series once.
         """
         changed = (self._c_version[slots] != self.version[slots]) | (self._c_min[slots] < cutoff)
-        return changed & (self._c_time[slots] < fresh_after)
+        stale: npt.NDArray[np.bool_] = changed & (self._c_time[slots] < fresh_after)
+        return stale
 
     def copy_rows(self, slots: npt.NDArray[np.int64]) -> RowsCopy:
         """A private copy of some rings, so their stats can be computed off the event loop."""

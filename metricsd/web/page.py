@@ -30,10 +30,10 @@ from metricsd.overview.model import (
     MAX_ROUTES,
     REFRESH_DEFAULT_S,
     SPARK_POINTS,
+    figures,
     route_series,
-    summary,
 )
-from metricsd.store.series import VITALS
+from metricsd.vitals import VITALS
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ async def overview(request: web.Request) -> web.Response:
     """The page: cards, per-route table, Web Vitals, PostgreSQL, alerts; auto-refreshing."""
     app = request.app
     now = time.time()
-    data = await summary(sources(app), now)
+    data = await figures(sources(app), now)
     history = app[HISTORY]
 
     def spark(series: str, label: str) -> Markup:

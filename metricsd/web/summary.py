@@ -9,7 +9,8 @@ from typing import Any
 from aiohttp import web
 
 from metricsd.ingest import STORE
-from metricsd.store.series import QUANTILES, RATINGS, STATUS_CLASSES, VITALS, Store
+from metricsd.store.series import QUANTILES, STATUS_CLASSES, Store
+from metricsd.vitals import RATINGS, VITALS
 
 _Q_NAMES = [f"p{round(q * 100)}" for q in QUANTILES]
 
