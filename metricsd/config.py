@@ -83,6 +83,28 @@ class RateLimitConfig(_Model):
     trusted_proxies: list[IPvAnyNetwork] = []
 
 
+# Window quantiles metricsd exports (store.series.QUANTILES; tests/test_config.py keeps
+# them equal): an operation's objective is checked against one of these.
+OBJECTIVE_QUANTILES: tuple[float, ...] = (0.5, 0.75, 0.9, 0.95, 0.99)
+# An operation is a dotted name: ws.delivery, ai.generate, export.csv.
+OPERATION_NAME = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
+
+
+class OperationConfig(_Model):
+    """One operation's objective (window quantile under objective_ms) and histogram bounds."""
+
+    objective_ms: float | None = Field(None, gt=0)
+    quantile: float = 0.95
+    buckets_ms: list[Annotated[float, Field(gt=0)]] = []  # added to the shared bounds
+
+    @field_validator("quantile")
+    @classmethod
+    def _known_quantile(cls, value: float) -> float:
+        if value not in OBJECTIVE_QUANTILES:
+            raise ValueError(f"quantile must be one of {list(OBJECTIVE_QUANTILES)}")
+        return value
+
+
 class IngestConfig(_Model):
     """Beacon ingestion limits and access."""
 
@@ -98,6 +120,17 @@ class IngestConfig(_Model):
     vitals_dedupe_ttl: Duration = 1800.0
     vitals_dedupe_max_ids: int = Field(200_000, ge=1)
     rate_limit: RateLimitConfig = RateLimitConfig()
+    # Operation timings (issue 16): objectives and extra bucket bounds per operation name.
+    operations: dict[str, OperationConfig] = {}
+    cache_top_keys: int = Field(20, ge=1, le=1000)  # heavy hitters kept per cache
+
+    @field_validator("operations")
+    @classmethod
+    def _operation_names(cls, value: dict[str, OperationConfig]) -> dict[str, OperationConfig]:
+        bad = [name for name in value if not OPERATION_NAME.fullmatch(name)]
+        if bad:
+            raise ValueError(f"operation names must be dotted names like ws.delivery: {bad}")
+        return value
 
     @field_validator("tokens")
     @classmethod

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from metricsd.config import IngestConfig
 from metricsd.errors import BeaconError
 from metricsd.export.beacons import View
+from metricsd.export.family import Source
 from metricsd.ingest.selfmetrics import SelfMetrics
 from metricsd.store.series import FamilySpec, Store
 
@@ -68,9 +69,22 @@ class BeaconType(ABC):
     series: ClassVar[tuple[FamilySpec, ...]] = ()
 
     @classmethod
+    def store_families(cls, config: IngestConfig) -> tuple[FamilySpec, ...]:
+        """The store families for this config: `series` unless bounds come from config."""
+        return cls.series
+
+    @classmethod
     def exports(cls, store: Store) -> list[View]:
         """The families /metrics shows of this kind's series (export/beacons.py builders)."""
         return []
+
+    def sources(self) -> list[Source]:
+        """Families this kind exports beside its store views (config, state of its own)."""
+        return []
+
+    def reloaded(self, previous: BeaconType) -> None:
+        """Take over what must outlive a config reload from the instance this one replaces."""
+        return None
 
     def __init__(self, config: IngestConfig, store: Store, counters: SelfMetrics) -> None:
         self.config = config

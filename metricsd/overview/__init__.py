@@ -9,7 +9,8 @@ from aiohttp import web
 
 from metricsd.alerting import ALERTS
 from metricsd.core import CONFIG, SCHEDULER
-from metricsd.ingest import STORE
+from metricsd.ingest import BEACON_TYPES, STORE
+from metricsd.ingest.cache import CacheBeacon
 from metricsd.overview import model
 from metricsd.overview.history import History
 from metricsd.overview.model import CARD_SERIES, MAX_ROUTES, Sources
@@ -20,7 +21,10 @@ HISTORY = web.AppKey("history", History)
 
 def sources(app: web.Application) -> Sources:
     """What the overview reads, from the app (alerting may be unconfigured)."""
-    return Sources(app[STORE], app.get(PG_STATE), app.get(ALERTS))
+    cache = app[BEACON_TYPES].get("cache")
+    return Sources(app[STORE], app.get(PG_STATE), app.get(ALERTS),
+                   app[CONFIG].ingest.operations,
+                   cache.state if isinstance(cache, CacheBeacon) else None)
 
 
 async def sample_history(app: web.Application, now: float | None = None) -> None:

@@ -29,6 +29,8 @@ SHIPPED = {
     "PgBouncerDown", "PgBouncerPoolUtilizationHigh", "PgBouncerClientsWaiting",
     "PgBouncerClientConnectionsHigh", "PostgresWraparoundRisk", "PostgresArchivingFailing",
     "PostgresPlanRegression",
+    "OperationObjectiveMissed",  # issue 16
+    "CacheHitRatioLow",  # issue 16
 }
 
 

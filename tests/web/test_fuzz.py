@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from metricsd.app import create_app
 from metricsd.config import load_config
 
-ROUTES = ["/v1/beacons/timings", "/v1/beacons/vitals"]
+ROUTES = ["/v1/beacons/timings", "/v1/beacons/vitals", "/v1/beacons/operations",
+          "/v1/beacons/cache"]
 
 
 @pytest.fixture(scope="module")
