@@ -58,9 +58,10 @@ test: $(TEST_STAMP) sysdeps  ## lint, type-check, check the layers, run the whol
 	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest -q -p no:cacheprovider $(COVERAGE) $(PYTEST_ARGS)
 
-lint: $(TEST_STAMP)  ## ruff, mypy --strict over metricsd/, import-linter's contracts
-	$(VENV)/bin/ruff check metricsd tests bench tools dashboards
+lint: $(TEST_STAMP)  ## ruff, mypy --strict over metricsd/ and the client, import-linter's contracts
+	$(VENV)/bin/ruff check metricsd tests bench tools dashboards clients/python
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict clients/python/metricsd_client  # the client distribution
 	$(VENV)/bin/lint-imports --no-cache
 
 bench: $(TEST_STAMP) bench-sysdeps  ## benchmarks; results go to docs/benchmarks.md by hand
