@@ -57,6 +57,8 @@ def setup(app: web.Application) -> None:
         idle_timeout=config.series_idle_timeout,
         families=store_families(config),
         started_at=time.time(),
+        budgets={kind: limit for kind, limit in config.series_budgets().items()
+                 if kind in BEACONS and BEACONS[kind].store_families(config)},
     )
     counters = app[SELF_METRICS] = SelfMetrics()
     app[BEACON_TYPES] = {name: cls(config, store, counters) for name, cls in BEACONS.items()}
@@ -71,15 +73,20 @@ def setup(app: web.Application) -> None:
     app[REGISTRY].add_source(IngestSource(store, counters))
     app[READINESS]["ingest"] = lambda: {
         "ok": True, "series": store.series_count, "max_series": store.pool.slots,
+        "budgets": {**{kind: {"series": store.in_budget[kind], "limit": limit}
+                       for kind, limit in store.budgets.items()},
+                    **{kind: {"series": beacon.own_series(), "limit": beacon.own_budget()}
+                       for kind, beacon in app[BEACON_TYPES].items()
+                       if beacon.own_budget() is not None}},
     }
     app[SCHEDULER].add_job(_expire, "interval", args=[store], seconds=60,
                            id=EXPIRE_JOB, max_instances=1, coalesce=True)
     register_reloader(app, "ingest", partial(_reload, app))
 
 
-# The store's arrays are sized at start-up, and CORS is registered with the routes: these
-# keep their start-up values on reload (logged).
-RESTART_ONLY = ("max_series", "window", "series_idle_timeout", "cors_origins")
+# The store's arrays and series budgets are sized at start-up: these keep their start-up
+# values on reload (logged). CORS origins are read per request (web/beacons.py).
+RESTART_ONLY = ("max_series", "window", "series_idle_timeout", "budgets")
 
 
 async def _reload(app: web.Application, old: Config, new: Config) -> Apply | None:

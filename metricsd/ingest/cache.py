@@ -238,13 +238,8 @@ class CacheSource:
 
 
 def cache_budget(config: IngestConfig) -> int:
-    """How many (service, cache) pairs may exist: ingest.budgets.cache when there is one."""
-    budgets = getattr(config, "series_budgets", None)
-    if budgets is not None:
-        given = budgets().get("cache")
-        if given is not None:
-            return int(given)
-    return max(1, config.max_series // 10)
+    """How many (service, cache) pairs may exist: the `cache` share of ingest.budgets."""
+    return config.series_budgets()["cache"]
 
 
 @register
@@ -261,6 +256,12 @@ class CacheBeacon(BeaconType):
 
     def sources(self) -> list[Source]:
         return [CacheSource(self.state)]
+
+    def own_budget(self) -> int | None:
+        return self.state.budget
+
+    def own_series(self) -> int:
+        return len(self.state.series)
 
     def reloaded(self, previous: BeaconType) -> None:
         """Counts and top keys survive a reload; the window and the budget do not change."""

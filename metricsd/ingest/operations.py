@@ -92,12 +92,14 @@ class OperationsBeacon(BeaconType):
     name = "operations"
     needs_token = True  # same tokens as timings: server-side code sends these
     cors = True  # and browsers (reportOperation) when ingest.tokens is empty
-    series = (FamilySpec("operation", ("service", "operation"), OPERATION_BUCKETS, OUTCOMES),)
+    series = (FamilySpec("operation", ("service", "operation"), OPERATION_BUCKETS, OUTCOMES,
+                         budget="operations"),)
 
     @classmethod
     def store_families(cls, config: IngestConfig) -> tuple[FamilySpec, ...]:
         (spec,) = cls.series
-        return (FamilySpec(spec.name, spec.labels, operation_bounds(config), spec.tags),)
+        return (FamilySpec(spec.name, spec.labels, operation_bounds(config), spec.tags,
+                           budget=spec.budget),)
 
     @classmethod
     def exports(cls, store: Store) -> list[View]:

@@ -53,8 +53,11 @@ def is_loopback(address: str | None) -> bool:
         return False
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
 def client_address(
-    remote: str | None, forwarded_for: str | None, trusted: Sequence[ipaddress._BaseNetwork]
+    remote: str | None, forwarded_for: str | None, trusted: Sequence[Network]
 ) -> str:
     """The client's IP: the peer, or, when the peer is a trusted proxy, the right-most
     X-Forwarded-For hop that is not itself a trusted proxy (what nginx's real_ip does)."""
@@ -62,12 +65,24 @@ def client_address(
     if not trusted or not forwarded_for or not _in(address, trusted):
         return address
     for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
+        if not _is_ip(hop):  # a forged or garbled hop: trust nothing left of it
+            return address
         if not _in(hop, trusted):
             return hop
+        address = hop
     return address
 
 
-def _in(address: str, networks: Sequence[ipaddress._BaseNetwork]) -> bool:
+@lru_cache(maxsize=4096)
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _in(address: str, networks: Sequence[Network]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

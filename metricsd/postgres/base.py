@@ -13,6 +13,7 @@ from prometheus_client.samples import Sample as PromSample
 from metricsd.config import PostgresConfig
 from metricsd.errors import CollectorError
 from metricsd.export.family import Family, RowList, escape_label_value, label_string, samples
+from metricsd.labels import clean_all
 from metricsd.postgres.targets import ServerInfo
 
 
@@ -37,6 +38,9 @@ class Snapshot:
 class FamilyBuilder:
     """A snapshot's rows per declared family, one RowList each (target label first).
 
+    Every label value PostgreSQL gives (catalog names, users, query text) passes
+    metricsd.labels.clean here: escaped and bounded, never dropped.
+
     The label text is escaped once per series (and shared by all its families), so the
     writer formats one line per sample with an f-string, once per snapshot.
     """
@@ -56,12 +60,14 @@ class FamilyBuilder:
     def add(self, name: str, value: float | None, **labels: str) -> None:
         """One sample; None means unknown and is left out rather than exported as NaN."""
         if value is not None:
+            labels = clean_all(labels)
             self.blocks[name].add(labels, value, text=self._text(labels))
 
     def add_series(
         self, labels: dict[str, str], values: Iterable[tuple[str, float | None]]
     ) -> str:
         """Several families' samples of one series (same labels); returns its label text."""
+        labels = clean_all(labels)
         text = self._text(labels)
         blocks = self.blocks
         for name, value in values:
@@ -70,8 +76,8 @@ class FamilyBuilder:
         return text
 
     def add_text(self, name: str, text: str, labels: dict[str, str], value: float) -> None:
-        """A sample whose label text the caller built (already escaped, target first)."""
-        self.blocks[name].add(labels, value, text=text)
+        """A sample whose label text the caller built from `add_series`'s (target first)."""
+        self.blocks[name].add(clean_all(labels), value, text=text)
 
     def metrics(self) -> list[Metric]:
         """prometheus_client families, for tests that look at one view's output."""

@@ -3,6 +3,7 @@
 `scrape()` is the body of each APScheduler job and never raises (except cancellation):
 failures become a status, a counter and one log line per kind. Each stored snapshot is
 turned into rows once, here, and formatted once by the writer, so `/metrics` concatenates.
+Names and query text leave through metricsd.labels (escaped, never dropped).
 Everything runs on the event loop thread, so nothing here needs a lock except the
 per-collector one that keeps a direct call (tests) from overlapping a scheduled run.
 """
@@ -20,6 +21,7 @@ from typing import Any
 import asyncpg
 
 from metricsd.config import PostgresConfig
+from metricsd.labels import clean_row
 from metricsd.postgres.activity import ActivityData
 from metricsd.postgres.base import (
     CollectorStatusError,
@@ -268,7 +270,7 @@ class PgState:
                 if s.calls and (s.slow or not slow_only):
                     rows.append((key(s), ts.name, s))
         rows.sort(key=lambda r: (-r[0], r[1], r[2].queryid))
-        return [{"target": t, **s.as_dict()} for _, t, s in rows[:limit]]
+        return [clean_row({"target": t, **s.as_dict()}) for _, t, s in rows[:limit]]
 
     def statements_meta(self, target: str) -> dict[str, Any] | None:
         """Interval length, tracked entries, evictions and resets of the latest scrape."""
@@ -302,8 +304,8 @@ class PgState:
                 if filtered and not ((unused and i.unused) or (invalid and not i.valid)
                                      or (bloated and i.bloated)):
                     continue
-                out.append({"target": ts.name, **i.as_dict(),
-                            "stats_age_seconds": data.stats_age_s})
+                out.append(clean_row({"target": ts.name, **i.as_dict(),
+                                      "stats_age_seconds": data.stats_age_s}))
         return out
 
     def missing_indexes(self, target: str | None = None) -> list[dict[str, Any]]:
@@ -312,7 +314,7 @@ class PgState:
         for ts in self._selected(target):
             data: TablesData | None = ts.data("tables")
             if data is not None:
-                out += [{"target": ts.name, **t.as_dict()} for t in data.tables
+                out += [clean_row({"target": ts.name, **t.as_dict()}) for t in data.tables
                         if t.missing_index]
         out.sort(key=lambda t: -t["seq_tuples_read"])
         return out

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from metricsd.ingest.normalize import normalize_method, normalize_path, page_from_referer
+from metricsd.ingest.normalize import normalize_method, normalize_path, referer_path
 
 
 @pytest.mark.parametrize(("raw", "label"), [
@@ -41,13 +41,13 @@ def test_normalize_path(raw: str, label: str) -> None:
     assert normalize_path(label) == label  # idempotent: a label normalises to itself
 
 
-@pytest.mark.parametrize(("referer", "page"), [
-    ("https://shop.example/products/42?utm=x", "/products/:id"),
+@pytest.mark.parametrize(("referer", "path"), [
+    ("https://shop.example/products/42?utm=x", "/products/42"),  # normalised by the caller
     ("https://shop.example", None),
     ("http://[::1", None),  # unparsable
 ])
-def test_page_from_referer(referer: str, page: str | None) -> None:
-    assert page_from_referer(referer) == page
+def test_referer_path(referer: str, path: str | None) -> None:
+    assert referer_path(referer) == path
 
 
 @pytest.mark.parametrize(("raw", "method"), [

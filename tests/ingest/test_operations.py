@@ -167,3 +167,21 @@ def test_objective_quantiles_are_the_exported_ones():
     from metricsd.config import OBJECTIVE_QUANTILES
 
     assert OBJECTIVE_QUANTILES == QUANTILES
+
+
+async def test_operations_have_their_own_series_budget(make_client):
+    client = await make_client({"ingest": {"max_series": 100, "budgets": {"operations": 3}}})
+    batch = [{**OP, "operation": f"op.n{i}"} for i in range(5)]
+    body = await (await client.post(ROUTE, json=batch)).json()
+    assert body["accepted"] == 3 and [e["reason"] for e in body["errors"]] == [
+        "series_limit", "series_limit"]
+    # timings keep their own share: the operations' budget being spent takes none of it
+    timing = {"service": "s", "route": "/x", "method": "GET", "status": 200, "duration_ms": 1}
+    resp = await client.post("/v1/beacons/timings", json=[{**timing, "route": f"/r{i}"}
+                                                          for i in range(20)])
+    assert (await resp.json())["accepted"] == 20
+    ready = await (await client.get("/readyz")).json()
+    budgets = ready["components"]["ingest"]["budgets"] if "components" in ready else None
+    if budgets is not None:  # readiness details are for admins; without admin auth: shown
+        assert budgets["operations"] == {"series": 3, "limit": 3}
+        assert budgets["cache"]["series"] == 0
