@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,7 +125,7 @@ class CacheState:
     """Every cache's series, bounded by the cache budget; read by /metrics, the page, JSON."""
 
     def __init__(self, config: IngestConfig, budget: int,
-                 clock: Any = time.time) -> None:
+                 clock: Callable[[], float] = time.time) -> None:
         self.window_seconds = config.window.seconds
         self.idle_timeout = config.series_idle_timeout
         self.top_n = config.cache_top_keys
