@@ -95,7 +95,9 @@ class TimingsBeacon(BeaconType):
         valid items of a bad batch and explains the others."""
         try:
             start = body.lstrip()[:1]
-            items = self._decode_batch(body) if start == b"[" else [self._decode_one(body)]
+            # Structs made by msgspec.defstruct at run time: mypy sees no fields on them.
+            items: list[Any] = (self._decode_batch(body) if start == b"["
+                                else [self._decode_one(body)])
         # RecursionError: msgspec skips unknown fields recursively; deep nesting goes to the
         # general path, whose decoder refuses it before decoding.
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):

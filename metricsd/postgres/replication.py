@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from metricsd.postgres.base import FamilyBuilder, PgCollector, Snapshot, spec
+from metricsd.postgres.base import FamilyBuilder, PgCollector, Snapshot, fetch_one, spec
 from metricsd.postgres.registry import register
 from metricsd.postgres.targets import ServerInfo
 
@@ -81,7 +81,7 @@ class ReplicationCollector(PgCollector):
     async def scrape(self, conn: asyncpg.Connection, info: ServerInfo, now: float) -> Snapshot:
         in_recovery = bool(await conn.fetchval("SELECT pg_is_in_recovery()"))
         if in_recovery:
-            row = await conn.fetchrow(STANDBY_SQL)
+            row = await fetch_one(conn, STANDBY_SQL)
             data = ReplicationData(True, (), float(row["delay_seconds"]),
                                    float(row["replay_lag_bytes"]))
         else:

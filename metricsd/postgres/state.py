@@ -46,7 +46,7 @@ ANSWERED = frozenset({"ok", "missing_extension", "insufficient_privilege",
 STATUSES = ("ok", "connection_error", "timeout", "missing_extension",
             "insufficient_privilege", "query_error", "unsupported_version", "error")
 PRIVILEGE_HINT = "the role needs pg_read_all_stats (GRANT pg_monitor TO <role>)"
-STATEMENT_SORTS = {
+STATEMENT_SORTS: dict[str, Callable[[Any], float]] = {
     "total": lambda s: s.time_s,
     "mean": lambda s: s.mean_s or 0.0,
     "calls": lambda s: s.calls,

@@ -20,6 +20,7 @@ from metricsd.postgres.base import (
     FamilyBuilder,
     PgCollector,
     Snapshot,
+    fetch_one,
     spec,
 )
 from metricsd.postgres.registry import register
@@ -224,7 +225,7 @@ class StatementsCollector(PgCollector):
         self._warned_dealloc = False
 
     async def scrape(self, conn: asyncpg.Connection, info: ServerInfo, now: float) -> Snapshot:
-        ext = await conn.fetchrow(EXTENSION_SQL)
+        ext = await fetch_one(conn, EXTENSION_SQL)
         if ext["version"] is None:
             raise CollectorStatusError(
                 "missing_extension",
@@ -244,7 +245,7 @@ class StatementsCollector(PgCollector):
         except asyncpg.ObjectNotInPrerequisiteStateError as exc:
             raise CollectorStatusError("missing_extension", str(exc)) from exc
         has_info = _version_tuple(version) >= (1, 9)
-        info_row = await conn.fetchrow(INFO_SQL.format(schema=schema)) if has_info else None
+        info_row = await fetch_one(conn, INFO_SQL.format(schema=schema)) if has_info else None
         # queryid is NULL on entries of other roles when this role lacks pg_read_all_stats.
         current: dict[Key, tuple[Any, ...]] = {
             r[:4]: r[4:] for r in records if r[2] is not None}
@@ -317,7 +318,7 @@ class StatementsCollector(PgCollector):
                     self.target, dealloc, max_entries,
                 )
         went_back = False
-        deltas: dict[Key, tuple[float, ...]] = {}
+        deltas: dict[Key, tuple[float | None, ...]] = {}
         known_max: dict[Key, float | None] = {}
         for key, row in current.items():
             before = None if reset else prev.get(key)
@@ -468,6 +469,6 @@ def _interval_sum_squares(row: tuple[Any, ...], before: tuple[Any, ...]) -> floa
         if not n:
             return 0.0
         mean = r[TOTAL] / n
-        return n * (r[STDDEV] * r[STDDEV] + mean * mean)
+        return float(n * (r[STDDEV] * r[STDDEV] + mean * mean))
 
     return max(0.0, sum_squares(row) - sum_squares(before))
