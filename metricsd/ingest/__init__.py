@@ -19,7 +19,7 @@ from metricsd.ingest import cache, operations, timings, vitals  # noqa: F401  (o
 from metricsd.ingest.base import BEACONS, BeaconType
 from metricsd.ingest.ratelimit import TokenBuckets
 from metricsd.ingest.selfmetrics import IngestSource, SelfMetrics
-from metricsd.store.series import FamilySpec, Store
+from metricsd.store.series import FamilySpec, Store, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ def export_views(store: Store) -> list[View]:
 def setup(app: web.Application) -> None:
     """Store, counters, beacon kinds and rate limiter; their families and readiness."""
     config = app[CONFIG].ingest
+    warm_up(config.window.samples)  # compiled kernels: loaded now, not in the first request
     store = app[STORE] = Store(
         max_series=config.max_series,
         window_samples=config.window.samples,
