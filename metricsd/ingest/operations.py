@@ -22,7 +22,17 @@ from metricsd.export.beacons import (
     window_tag_gauge,
 )
 from metricsd.export.family import Family, Reader, RowList, Rows, Source
-from metricsd.ingest.base import BeaconType, Context, Sample, as_object, number, register, timestamp
+from metricsd.ingest import columnar
+from metricsd.ingest.base import (
+    BatchResult,
+    BeaconType,
+    Context,
+    Sample,
+    as_object,
+    number,
+    register,
+    timestamp,
+)
 from metricsd.ingest.selfmetrics import SelfMetrics
 from metricsd.store.series import FamilySpec, Store
 
@@ -125,6 +135,15 @@ class OperationsBeacon(BeaconType):
         if isinstance(previous, OperationsBeacon):
             self.objectives = previous.objectives
             self.objectives.update(self.config)
+
+    def count(self, items: list[Any]) -> int:
+        return columnar.sample_count(items)
+
+    def ingest(self, items: list[Any], ctx: Context) -> BatchResult:
+        """Rows, and series objects as timings have them (`outcome` one or one per element)."""
+        if not any(columnar.is_columnar(item) for item in items):
+            return super().ingest(items, ctx)
+        return columnar.ingest_series(self, items, ctx, ("service", "operation"), "outcome")
 
     def parse(self, item: Any, ctx: Context) -> Sample:
         item = as_object(item)

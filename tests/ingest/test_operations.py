@@ -184,3 +184,30 @@ async def test_operations_have_their_own_series_budget(make_client):
     budgets = ready["components"]["ingest"]["budgets"]
     assert budgets["operations"] == {"series": 3, "limit": 3}
     assert budgets["cache"] == {"series": 0, "limit": 5}  # 97 left, 0.05 of the 0.9 shares
+
+
+async def test_columnar_series_objects_as_timings_have_them(make_client):
+    client = await make_client({"ingest": {"max_items": 20}})
+    series = {"service": "chat", "operation": "ws.delivery",
+              "outcome": ["ok", "timeout", "ok", "bogus"], "duration_ms": [100, 250, 150, 9]}
+    one_outcome = {"service": "ai", "operation": "ai.generate", "outcome": "error",
+                   "duration_ms": [4000.0, 6000.0]}
+    no_outcome = {"service": "ai", "operation": "export.csv", "duration_ms": [10, -1]}
+    mismatch = {**series, "outcome": ["ok"]}
+    resp = await client.post(ROUTE, json=[series, one_outcome, OP, no_outcome, mismatch])
+    body = await resp.json()
+    assert resp.status == 202 and body["accepted"] == 3 + 2 + 1 + 1
+    assert sorted((e["index"], e.get("element"), e["reason"]) for e in body["errors"]) == [
+        (0, 3, "bad_value"), (3, 1, "out_of_range"), (4, None, "length_mismatch"),
+        (4, None, "length_mismatch"), (4, None, "length_mismatch"),
+        (4, None, "length_mismatch")]
+    labels = {"service": "chat", "operation": "ws.delivery"}
+    assert value(client, "metricsd_operations_total", **labels, outcome="ok") == 2 + 1
+    assert value(client, "metricsd_operations_total", **labels, outcome="timeout") == 1
+    assert value(client, "metricsd_operations_total", service="ai", operation="ai.generate",
+                 outcome="error") == 2
+    assert value(client, "metricsd_operations_total", service="ai", operation="export.csv",
+                 outcome="ok") == 1
+    # ingest.max_items counts samples, not objects
+    resp = await client.post(ROUTE, json={**one_outcome, "duration_ms": [1.0] * 21})
+    assert resp.status == 413
