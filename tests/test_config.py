@@ -163,3 +163,12 @@ def test_an_unknown_receiver_format_is_a_config_error(make_config):
     [problem] = info.value.problems
     assert "alerting.receivers.pager: unknown format 'pagerduty'" in problem
     assert "alertmanager" in problem and "slack" in problem
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:¹", "127.0.0.1:٩٨١١", "127.0.0.1:９８１１",  # noqa: RUF001
+                                    "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:-1"])
+def test_listen_port_takes_ascii_digits_only(make_config, listen):
+    """int() reads Arabic-Indic and full-width digits; a port in the config must not."""
+    with pytest.raises(ConfigError) as info:
+        make_config({"listen": listen})
+    assert "listen" in str(info.value)

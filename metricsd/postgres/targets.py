@@ -56,7 +56,9 @@ class Backoff:
 
     def failed(self) -> None:
         self.failures += 1
-        delay = min(self.cap_s, self.base_s * 2 ** (self.failures - 1))
+        # The exponent is capped: 2 ** 1024 overflows a float (a target down for minutes,
+        # failed by every collector, got there and logged an OverflowError per scrape).
+        delay = min(self.cap_s, self.base_s * 2.0 ** min(self.failures - 1, 64))
         self.retry_at = self.clock() + delay
 
     def succeeded(self) -> None:

@@ -9,6 +9,7 @@ from metricsd.web import (
     beacons,
     cache,
     metrics,
+    openapi,
     page,
     plans,
     postgres,
@@ -30,3 +31,4 @@ def setup(app: web.Application) -> None:
     alerts.setup(app)
     cache.setup(app)
     reload.setup(app)
+    openapi.setup(app)
