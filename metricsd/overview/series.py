@@ -87,7 +87,7 @@ async def series_document(store: Store, now: float) -> bytes:
     async with store.reading:  # no slot changes hands (expiry) between chunks
         api = await _family_rows(store, "api", now)
         vitals: list[bytes] = []
-        for name in sorted(n for n in store.families if n != "api"):
+        for name in sorted(n for n in store.families if n in VITALS):  # not operations
             vitals += await _family_rows(store, name, now)
     return b"".join([head[:-1], b',"api":[', b",".join(p for p in api if p),
                      b'],"web_vitals":[', b",".join(p for p in vitals if p), b"]}"])
