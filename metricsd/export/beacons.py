@@ -17,6 +17,7 @@ from typing import cast
 
 import numpy as np
 import numpy.typing as npt
+from prometheus_client.metrics_core import Metric
 
 from metricsd.export.family import (
     Family,
@@ -27,10 +28,13 @@ from metricsd.export.family import (
     Value,
     histogram_columns,
     label_string,
+    samples,
     summary_columns,
     value_columns,
 )
+from metricsd.export.native import with_native
 from metricsd.store.series import QUANTILES, FamilySpec, SeriesFamily, Store, WindowStats
+from metricsd.store.snapshot import StoreSnapshot
 
 # Values of some rows of a store family: one list per row, one value per column.
 ValuesOf = Callable[[SeriesFamily, WindowStats, npt.NDArray[np.int64]], list[list[Value]]]
@@ -222,3 +226,31 @@ class StoreSource:
             return out
 
         return rows
+
+    def histograms(self) -> dict[str, str]:
+        """Histogram family name -> its store family: the ones that carry native buckets."""
+        return {v.family.name: v.parts[0][0] for v in self.views
+                if v.family.type == "histogram" and len(v.parts) == 1}
+
+    def native_snapshot(self) -> Callable[[], list[Metric]]:
+        """Every family, histograms with native buckets too (the protobuf exposition), over
+        a copy of the store taken now: the builder returned may run in a worker thread."""
+        now = self.clock()
+        frozen = StoreSnapshot(self.store, now)
+        # StoreSnapshot offers exactly what the reading code asks a Store for; the rows'
+        # change marks (which it lacks) are computed only by the text writer.
+        source = StoreSource(cast(Store, frozen), self.views, clock=lambda: now)
+        histograms = self.histograms()
+
+        def build() -> list[Metric]:
+            read = source.read()
+            metrics = []
+            for family in source.families:
+                metric = Metric(family.name, family.help, family.type)
+                for rows in read(family):
+                    for sample in samples(family, rows):
+                        metric.add_sample(*sample)
+                metrics.append(metric)
+            return list(with_native(metrics, histograms, frozen.families))
+
+        return build

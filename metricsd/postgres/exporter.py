@@ -11,12 +11,12 @@ from collections.abc import Sequence
 
 from metricsd.export.family import Family, Reader, RowList, Rows
 from metricsd.postgres.base import spec
-from metricsd.postgres.state import STATUSES, PgState
+from metricsd.postgres.state import ERROR_KINDS, PgState
 from metricsd.postgres.views import load_all
 
 HEALTH_SPECS: tuple[Family, ...] = (
     spec("metricsd_pg_up", "gauge",
-         "1 when the latest scrape of every collector got answers from the server"),
+         "1 when the server answered the latest scrape (0: cannot connect)"),
     spec("metricsd_pg_last_success_timestamp_seconds", "gauge",
          "Unix time metricsd_pg_up was last 1"),
     spec("metricsd_pg_connect_seconds", "gauge", "Time the latest new connection took"),
@@ -69,10 +69,9 @@ class PgExporter:
                 if health.status != "pending":
                     out["metricsd_pg_collector_status"].add(
                         {**labels, "status": health.status}, 1)
-                for kind in STATUSES:
-                    if kind != "ok" and health.errors[kind]:
-                        out["metricsd_pg_collector_errors"].add(
-                            {**labels, "kind": kind}, health.errors[kind])
+                for kind in ERROR_KINDS:  # every kind from the start, so increase() works
+                    out["metricsd_pg_collector_errors"].add(
+                        {**labels, "kind": kind}, health.errors[kind])
         return out
 
     async def prepare(self, now: float) -> None:

@@ -23,7 +23,33 @@ from metricsd.config import PostgresConfig, TargetConfig
 log = logging.getLogger(__name__)
 
 APPLICATION_NAME = "metricsd"
+# Appended to every statement metricsd sends, so pg_stat_statements' text of metricsd's
+# own queries is recognisable (the statements view leaves them out). At the end, because
+# PostgreSQL 18 drops comments in front of a statement from the stored text.
+OWN_MARKER = "/* metricsd */"
 CLOSE_TIMEOUT_S = 5.0
+
+
+def mark(query: str) -> str:
+    """The query with OWN_MARKER on a line of its own at the end (once)."""
+    text = query.rstrip()
+    return text if text.endswith(OWN_MARKER) else f"{text}\n{OWN_MARKER}"
+
+
+class MarkedConnection(asyncpg.Connection):
+    """asyncpg connection whose statements all start with OWN_MARKER."""
+
+    async def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return await super().execute(mark(query), *args, **kwargs)
+
+    async def fetch(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return await super().fetch(mark(query), *args, **kwargs)
+
+    async def fetchrow(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return await super().fetchrow(mark(query), *args, **kwargs)
+
+    async def fetchval(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return await super().fetchval(mark(query), *args, **kwargs)
 
 
 class TargetDown(Exception):
@@ -109,6 +135,7 @@ class PgTarget:
             server_settings=session_settings(self.config),
             connect=self._connect,
             reset=_no_reset,
+            connection_class=MarkedConnection,
         )
 
     async def close(self) -> None:

@@ -1,4 +1,5 @@
-"""GET /metrics: Prometheus text exposition, or OpenMetrics when the scraper asks for it."""
+"""GET /metrics: Prometheus text exposition, or OpenMetrics or protobuf (with native
+histograms) when the scraper asks for it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from aiohttp import web
 
 from metricsd.core import REGISTRY
+from metricsd.export import protobuf
 from metricsd.export.registry import render
 from metricsd.export.text import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, wants_openmetrics
 from metricsd.ingest import STORE
@@ -22,7 +24,14 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     registry = request.app[REGISTRY]
     await registry.prepare(time.time())  # sources catch up (the store sorts off the loop)
-    openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
+    accept = request.headers.get("Accept", "")
+    if protobuf.wants_protobuf(accept):
+        async with store.reading:
+            families = await protobuf.collect(registry)
+        # Encoding is pure Python over immutable families: off the loop, beacons keep flowing.
+        body = await asyncio.to_thread(protobuf.encode, families)
+        return web.Response(body=body, headers={"Content-Type": protobuf.PROTOBUF_CONTENT_TYPE})
+    openmetrics = wants_openmetrics(accept)
     async with store.reading:
         pieces = await render(registry, openmetrics)
     response = web.StreamResponse(headers={

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from metricsd.alerting.notify.receivers.alertmanager_api import AlertmanagerAPIReceiver
 from metricsd.alerting.notify.receivers.base import (
     RECEIVER_KINDS,
     Delivery,
@@ -12,5 +13,5 @@ from metricsd.alerting.notify.receivers.base import (
 from metricsd.alerting.notify.receivers.slack import SlackReceiver
 from metricsd.alerting.notify.receivers.webhook import WebhookReceiver
 
-__all__ = ["RECEIVER_KINDS", "Delivery", "DeliveryError", "Receiver", "SlackReceiver",
-           "WebhookReceiver", "sign"]
+__all__ = ["RECEIVER_KINDS", "AlertmanagerAPIReceiver", "Delivery", "DeliveryError", "Receiver",
+           "SlackReceiver", "WebhookReceiver", "sign"]
