@@ -62,14 +62,15 @@ def consumer(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_the_tarball_holds_the_module_its_types_and_license(consumer: Path) -> None:
+def test_the_tarball_holds_the_module_its_types_and_licence_field(consumer: Path) -> None:
     (tarball,) = consumer.glob("metricsd-web-vitals-*.tgz")
     with tarfile.open(tarball) as tar:
         names = {n.removeprefix("package/") for n in tar.getnames()}
-    assert names == {"package.json", "metricsd-vitals.js", "index.d.ts", "README.md", "LICENSE"}
+    # No LICENSE file: the project has none (tests/client/test_licence.py keeps them in step).
+    assert names == {"package.json", "metricsd-vitals.js", "index.d.ts", "README.md"}
     installed = json.loads((consumer / "node_modules" / "metricsd-web-vitals" /
                             "package.json").read_text())
-    assert installed["license"] == "MIT" and installed["types"] == "index.d.ts"
+    assert installed["license"] == "UNLICENSED" and installed["types"] == "index.d.ts"
     assert installed["exports"]["."]["types"] == "./index.d.ts"
     assert installed["type"] == "module"
 
