@@ -168,6 +168,19 @@ async def test_tokens_limits_and_budget(make_client):
     assert resp.status == 202
 
 
+async def test_body_limit_and_rate_limit_as_for_timings(make_client):
+    client = await make_client({"ingest": {"max_body_bytes": 4096}})
+    resp = await client.post(ROUTE, data=b"[" + b" " * 5000 + b"]")
+    assert resp.status == 413 and (await resp.json())["reason"] == "body_too_large"
+    client = await make_client({"ingest": {"rate_limit": {
+        "enabled": True, "requests_per_second": 0.5, "burst": 2}}})
+    statuses = [(await client.post(ROUTE, json=REPORT)).status for _ in range(4)]
+    assert statuses == [202, 202, 429, 429]
+    # only the two accepted reports were counted
+    assert value(client, "metricsd_cache_requests_total", service="cms", cache="templates",
+                 result="hit") == 2 * REPORT["hits"]
+
+
 async def test_idle_caches_expire(make_client):
     client = await make_client({"ingest": {"series_idle_timeout": "1m"}})
     await client.post(ROUTE, json=REPORT)
