@@ -33,6 +33,8 @@ HEADER = """\
 # Percentiles come from histogram_quantile over sum by (le, ...) (rate(..._bucket[5m])),
 # so they are exact to the width of a bucket (docs/scaling.md). PostgreSQL and
 # self-monitoring rules are the ones of alerts.yml: they are per target or per instance.
+# Operation objectives and cache hit ratios (issue 16) likewise read the summed histogram
+# buckets and counters.
 #
 # Use alerts.yml when ONE metricsd evaluates its own rules; use this file in Prometheus
 # when several instances are scraped (docs/scaling.md, "Which rule file").
@@ -86,7 +88,21 @@ FLEET_EXPRS: dict[str, list[str]] = {
         ")",
         "and on (page, device)",
         "page_device:metricsd_web_vitals_lcp_seconds:increase5m >= 20"],
+    # Issue 16: each operation's fleet quantile against its objective (every instance
+    # exports the same objective from the shared config: max picks one), and caches.
+    "OperationObjectiveMissed": [
+        "service_operation_quantile:metricsd_operation_duration_seconds:rate5m",
+        "> on (operation, quantile) group_left",
+        "max by (operation, quantile) (metricsd_operation_objective_seconds)"],
+    "CacheHitRatioLow": [
+        "service_cache:metricsd_cache_hits:ratio_rate5m < 0.8",
+        "and",
+        "service_cache:metricsd_cache_requests:increase5m >= 100"],
 }
+
+# The window quantiles an operation objective may name (config.OBJECTIVE_QUANTILES):
+# one fleet recording each, labelled like the summary's quantile label.
+OPERATION_QUANTILES = ("0.5", "0.75", "0.9", "0.95", "0.99")
 
 _ALERT = re.compile(r"^      - alert: (\w+)\s*$")
 _EXPR = "        expr:"
@@ -104,6 +120,23 @@ def recording_rules() -> str:
     lcp = VITALS["lcp"]
     out.append(f"      - record: page_device:{lcp}:increase5m")
     out.append(f"        expr: sum by (page, device) (increase({lcp}_count[5m]))")
+    for q in OPERATION_QUANTILES:  # same name, told apart by the rule's quantile label
+        out.append("      - record: service_operation_quantile:"
+                   "metricsd_operation_duration_seconds:rate5m")
+        out.append("        expr: >-")
+        out.append(f"          histogram_quantile({q},")
+        out.append("            sum by (le, service, operation) (")
+        out.append("              rate(metricsd_operation_duration_seconds_bucket[5m])))")
+        out.append("        labels:")
+        out.append(f'          quantile: "{q}"')
+    requests = "metricsd_cache_requests_total"
+    out.append("      - record: service_cache:metricsd_cache_hits:ratio_rate5m")
+    out.append("        expr: >-")
+    out.append(f'          sum by (service, cache) (rate({requests}{{result="hit"}}[5m]))')
+    out.append("          /")
+    out.append(f"          sum by (service, cache) (rate({requests}[5m]))")
+    out.append("      - record: service_cache:metricsd_cache_requests:increase5m")
+    out.append(f"        expr: sum by (service, cache) (increase({requests}[5m]))")
     return "\n".join(out) + "\n\n"
 
 

@@ -1,5 +1,6 @@
-// metricsd Web Vitals reporter: wires Google's web-vitals to metricsd's
-// POST /v1/beacons/vitals. An ES module with no build step; web-vitals is a peer dependency.
+// metricsd browser client: wires Google's web-vitals to metricsd's POST /v1/beacons/vitals
+// and sends browser-side operations (reportOperation) to POST /v1/beacons/operations.
+// An ES module with no build step; web-vitals is a peer dependency; types in index.d.ts.
 //
 // Metrics are queued and sent when the page is hidden or left (the last moment a browser
 // reliably runs code), as one JSON array per request, with navigator.sendBeacon and a
@@ -15,6 +16,39 @@ const encoder = new TextEncoder();
 /** Bytes a string takes on the wire (UTF-8), which is what body limits count. */
 function byteLength(text) {
   return encoder.encode(text).length;
+}
+
+// Operations are sent when this many are queued, or this long after the first one.
+export const OPERATIONS_BATCH = 50;
+export const OPERATIONS_FLUSH_MS = 5000;
+export const OUTCOMES = ['ok', 'error', 'timeout', 'cancelled'];
+
+/** The reporter initVitals created last: the one the module-level reportOperation uses. */
+let current = null;
+
+/** metricsd's operations URL beside its vitals URL (same origin and prefix). */
+export function operationsEndpointOf(endpoint) {
+  return endpoint.replace(/\/vitals\/?(?=$|[?#])/, '/operations');
+}
+
+/**
+ * Run the beforeSend hook over items: it returns the item (edited or not) to send it,
+ * or null/undefined/false to drop it. A hook that throws drops the item: a privacy filter
+ * that fails must not leak what it was meant to remove.
+ */
+export function applyBeforeSend(items, beforeSend, kind) {
+  if (typeof beforeSend !== 'function') return items;
+  const out = [];
+  for (const item of items) {
+    let kept;
+    try {
+      kept = beforeSend({ ...item }, kind);
+    } catch (_) {
+      kept = null;
+    }
+    if (kept && typeof kept === 'object') out.push(kept);
+  }
+  return out;
 }
 
 /** The fields metricsd reads; web-vitals' `entries` hold DOM nodes and are never sent. */
@@ -217,8 +251,12 @@ function observe(callback, options) {
  * options.softNavigations true: follow soft navigations (web-vitals builds that report them)
  * options.route           path => template, for soft navigations' navigationURL
  * options.device          'mobile' | 'tablet' | 'desktop' when the app knows better
+ * options.beforeSend      item => item | null: edit an item, or drop it (null/false)
+ * options.service         the `service` label of operations (default 'web')
+ * options.operationsEndpoint  default: endpoint with /vitals replaced by /operations
  *
- * Returns {sampled, flush}; call flush() yourself on a soft navigation if you like.
+ * Returns {sampled, flush, ready, reportOperation} (`ready` resolves once the web-vitals
+ * observers are registered); call flush() yourself on a soft navigation if you like. Operations are not sampled: sampleRate applies to Web Vitals only.
  */
 export function initVitals(options = {}) {
   const {
@@ -226,11 +264,55 @@ export function initVitals(options = {}) {
     page,
     sampleRate = 1,
     maxBodyBytes = DEFAULT_MAX_BODY_BYTES,
+    beforeSend,
+    service = 'web',
   } = options;
   if (!endpoint) throw new Error('metricsd: initVitals needs an endpoint');
+  const operationsEndpoint = options.operationsEndpoint || operationsEndpointOf(endpoint);
+  const operations = [];
+  let operationsTimer = null;
+
+  function flushOperations() {
+    if (operationsTimer !== null) {
+      clearTimeout(operationsTimer);
+      operationsTimer = null;
+    }
+    if (!operations.length) return;
+    const items = applyBeforeSend(operations.splice(0), beforeSend, 'operations');
+    for (const body of toBodies(items, maxBodyBytes)) send(operationsEndpoint, body);
+  }
+
+  /** One operation measured in the page, e.g. a WebSocket message's delivery time. */
+  function reportOperation(name, durationMs, outcome = 'ok') {
+    if (typeof name !== 'string' || !name) return false;
+    if (typeof durationMs !== 'number' || !Number.isFinite(durationMs) || durationMs < 0) {
+      return false;
+    }
+    operations.push({
+      service,
+      operation: name,
+      outcome: OUTCOMES.includes(outcome) ? outcome : 'error',
+      duration_ms: durationMs,
+      timestamp: Date.now(),
+    });
+    if (operations.length >= OPERATIONS_BATCH) flushOperations();
+    else if (operationsTimer === null) {
+      operationsTimer = setTimeout(flushOperations, OPERATIONS_FLUSH_MS);
+    }
+    return true;
+  }
+
+  addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'hidden') flushOperations();
+  });
+  addEventListener('pagehide', flushOperations);
+
   // One decision per page view, so a sampled view reports all of its metrics or none.
   const sampled = Math.random() < sampleRate;
-  if (!sampled) return { sampled, flush() {} };
+  if (!sampled) {
+    current = { sampled, flush: flushOperations, ready: Promise.resolve(), reportOperation };
+    return current;
+  }
 
   // Keyed by web-vitals' id: a later report of the same metric (CLS, INP grow) replaces
   // the queued one, so a flush sends each metric once with its latest value.
@@ -246,11 +328,13 @@ export function initVitals(options = {}) {
   }
 
   function flush() {
+    flushOperations();
     if (!queue.size) return;
     const items = [...queue.values()];
     queue.clear();
     for (const item of items) sent.set(item.id, item.value);
-    for (const body of toBodies(items, maxBodyBytes)) send(endpoint, body);
+    const kept = applyBeforeSend(items, beforeSend, 'vitals');
+    for (const body of toBodies(kept, maxBodyBytes)) send(endpoint, body);
   }
 
   // reportAllChanges costs nothing here (reports only replace the queued entry) and
@@ -265,5 +349,14 @@ export function initVitals(options = {}) {
     if (document.visibilityState === 'hidden') flush();
   });
   addEventListener('pagehide', flush);
-  return { sampled, flush, ready };
+  current = { sampled, flush, ready, reportOperation };
+  return current;
+}
+
+/**
+ * Report an operation through the reporter initVitals created last.
+ * Returns false (and sends nothing) before initVitals or for an invalid duration.
+ */
+export function reportOperation(name, durationMs, outcome = 'ok') {
+  return current ? current.reportOperation(name, durationMs, outcome) : false;
 }

@@ -17,6 +17,7 @@ from metricsd.config import Config
 from metricsd.core import CONFIG, SCHEDULER, Apply, current_config, register_reloader
 from metricsd.ingest import BEACON_TYPES, STORE
 from metricsd.ingest.attribution import AttributionStore
+from metricsd.ingest.cache import CacheBeacon
 from metricsd.ingest.vitals import VitalsBeacon
 from metricsd.overview import model
 from metricsd.overview.attribution import attribution_document
@@ -39,8 +40,12 @@ def _attribution(app: web.Application) -> AttributionStore | None:
 
 def sources(app: web.Application) -> Sources:
     """What the overview reads, from the app (alerting may be unconfigured)."""
+    cache = app[BEACON_TYPES].get("cache")
+    ingest = current_config(app).ingest
     return Sources(app[STORE], app.get(PG_STATE), app.get(ALERTS),
-                   current_config(app).ingest.vitals_min_page_views, _attribution(app))
+                   vitals_min_views=ingest.vitals_min_page_views,
+                   attribution=_attribution(app), objectives=ingest.operations,
+                   caches=cache.state if isinstance(cache, CacheBeacon) else None)
 
 
 class Views:

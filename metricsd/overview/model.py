@@ -11,14 +11,17 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from metricsd.alerting.service import AlertingService
+from metricsd.config import OperationConfig
 from metricsd.ingest.attribution import AttributionStore
+from metricsd.ingest.cache import CacheState
+from metricsd.ingest.operations import OUTCOMES
 from metricsd.overview.history import History
 from metricsd.postgres.state import PgState
 from metricsd.store.series import QUANTILES, STATUS_CLASSES, Store
@@ -36,6 +39,8 @@ class Sources:
     alerts: AlertingService | None
     vitals_min_views: int = 20  # ingest.vitals_min_page_views: below it, no CWV verdict
     attribution: AttributionStore | None = None  # "what makes this page slow"
+    objectives: Mapping[str, OperationConfig] = field(default_factory=dict)
+    caches: CacheState | None = None
 
 
 SPARK_POINTS = 60  # sparkline resolution: history_minutes are averaged into this many points
@@ -43,6 +48,9 @@ MAX_ROUTES = 40  # rows of the per-route table (slowest p95 first); the rest are
 MAX_PAGES = 40  # rows of the Web Vitals table (busiest first)
 MAX_SLOW_PAGES = 10  # pages in "what makes this page slow" (busiest first)
 MAX_ALERTS = 15  # rows of the alerts table (firing first)
+MAX_OPERATIONS = 40  # rows of the operations table (furthest over objective first)
+MAX_CACHES = 20  # rows of the cache table (busiest first)
+TOP_KEYS_SHOWN = 5  # top keys listed per cache on the page (GET /v1/cache has them all)
 REFRESH_DEFAULT_S = 30
 # The overall p95 merges every route's window; beyond this many samples the rings are
 # read at every stride-th position, and the merge is sorted off the event loop.
@@ -173,6 +181,47 @@ async def api_overview(store: Store, now: float) -> dict[str, Any]:
     }
 
 
+def operations_overview(
+    store: Store, now: float, objectives: Mapping[str, OperationConfig]
+) -> list[dict[str, Any]]:
+    """Per (service, operation): p50/p95/p99 against its objective and window outcomes."""
+    stats = store.window_stats(store.families["operation"], now)
+    rows: list[dict[str, Any]] = []
+    for row, (service, operation) in enumerate(stats.keys):
+        count = int(stats.counts[row])
+        if count == 0:
+            continue
+        config = objectives.get(operation)
+        objective = (config.objective_ms / 1000.0
+                     if config is not None and config.objective_ms is not None else None)
+        quantile = config.quantile if config is not None else 0.95
+        value = _num(stats.quantiles[row, _Q[quantile]])
+        outcomes = {name: int(stats.tag_counts[row, i]) for i, name in enumerate(OUTCOMES)}
+        rows.append({
+            "service": service, "operation": operation, "count": count,
+            "p50": _num(stats.quantiles[row, _Q[0.5]]),
+            "p95": _num(stats.quantiles[row, _Q[0.95]]),
+            "p99": _num(stats.quantiles[row, _Q[0.99]]),
+            "objective": objective, "objective_quantile": quantile,
+            "objective_value": value,
+            "over": objective is not None and value is not None and value > objective,
+            "outcomes": outcomes, "failed_ratio": (count - outcomes["ok"]) / count,
+        })
+    rows.sort(key=lambda r: (-((r["objective_value"] or 0.0) / (r["objective"] or math.inf)),
+                             -(r["p95"] or 0.0), r["service"], r["operation"]))
+    return rows
+
+
+def cache_overview(state: CacheState | None, now: float) -> list[dict[str, Any]]:
+    """Every reported cache, busiest first, with its first few top keys."""
+    if state is None:
+        return []
+    caches = state.view(now)
+    for cache in caches:
+        cache["top_keys"] = cache["top_keys"][:TOP_KEYS_SHOWN]
+    return caches
+
+
 async def vitals_overview(store: Store, now: float, min_views: int = 20,
                           attribution: AttributionStore | None = None) -> dict[str, Any]:
     """p75 per page, device and vital with its rating, and the Core Web Vitals verdict."""
@@ -278,6 +327,8 @@ async def figures(sources: Sources, now: float) -> dict[str, Any]:
     vitals = await vitals_overview(store, now, sources.vitals_min_views, sources.attribution)
     pg = postgres_overview(sources.pg)
     alerts = alerts_overview(sources.alerts, now)
+    operations = operations_overview(store, now, sources.objectives)
+    caches = cache_overview(sources.caches, now)
     cards = {
         "api_p95": api["p95"],
         "api_error_ratio": api["error_ratio"],
@@ -294,6 +345,8 @@ async def figures(sources: Sources, now: float) -> dict[str, Any]:
         "vitals": vitals,
         "postgres": pg,
         "alerts": alerts,
+        "operations": operations,
+        "caches": caches,
     }
 
 

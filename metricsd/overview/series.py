@@ -104,7 +104,7 @@ async def series_document(store: Store, now: float, min_views: int | None = None
             await asyncio.sleep(0)
         api = await _family_rows(store, "api", now)
         vitals: list[bytes] = []
-        for name in sorted(n for n in store.families if n in VITALS):
+        for name in sorted(n for n in store.families if n in VITALS):  # not operations
             vitals += await _family_rows(store, name, now)
     head_bytes = _encode_one(head)
     return b"".join([head_bytes[:-1], b',"api":[', b",".join(p for p in api if p),

@@ -7,6 +7,7 @@ from aiohttp import web
 from metricsd.web import (
     alerts,
     beacons,
+    cache,
     metrics,
     openapi,
     page,
@@ -30,5 +31,6 @@ def setup(app: web.Application) -> None:
     plans.setup(app)
     page.setup(app)
     alerts.setup(app)
+    cache.setup(app)
     reload.setup(app)
     openapi.setup(app)

@@ -31,6 +31,8 @@ SHIPPED = {
     "PgBouncerClientConnectionsHigh", "PostgresWraparoundRisk", "PostgresArchivingFailing",
     "PostgresPlanRegression",
     "WebVitalsAssessmentFailing",
+    "OperationObjectiveMissed",  # issue 16
+    "CacheHitRatioLow",  # issue 16
 }
 
 

@@ -88,9 +88,30 @@ class Traffic:
         items.append({"name": "LCP", "value": -5, "id": "bad", "page": "/"})  # out of range
         return items
 
+    def operations(self) -> list[dict[str, Any]]:
+        """Issue 16: operations with an objective (ws.delivery) and without, every outcome."""
+        items: list[dict[str, Any]] = []
+        for operation, median_ms in (("ws.delivery", 120), ("export.csv", 2500)):
+            for _ in range(10):
+                outcome = self.rng.choices(("ok", "error", "timeout", "cancelled"),
+                                           (85, 5, 5, 5))[0]
+                items.append({"service": "shop", "operation": operation, "outcome": outcome,
+                              "duration_ms": self.rng.lognormvariate(math.log(median_ms), 0.5)})
+        return items
+
+    def cache_report(self) -> dict[str, Any]:
+        """Issue 16: one cache's counts since the last round, like the Python client sends."""
+        hits = self.rng.randrange(50, 100)
+        return {"service": "shop", "cache": "templates", "hits": hits, "misses": 100 - hits,
+                "evictions": self.rng.randrange(0, 5), "entries": self.rng.randrange(100, 200),
+                "size_bytes": self.rng.randrange(10**5, 10**6),
+                "top_keys": [{"key": "home.html", "hits": hits // 2}]}
+
     async def steady(self) -> None:
-        """One round of normal traffic: a batch of timings and one of vitals."""
+        """One round of normal traffic: timings, vitals, operations and a cache report."""
         assert await self.post("timings", self.timings()) == 202
+        assert await self.post("operations", self.operations()) == 202
+        assert await self.post("cache", self.cache_report()) == 202
         vitals = self.vitals()
         assert await self.post("vitals", vitals) == 202
         # web-vitals reports CLS again on page hide with the same id: an in-place update.
@@ -293,6 +314,7 @@ async def test_every_dashboard_query_returns_data(
             "max_series": MAX_SERIES,
             "budgets": {"vitals": 24},  # 12 vitals series + 4 attribution sub-part series
             "vitals_min_page_views": 1,  # the CWV pass panel has data after one round
+            "operations": {"ws.delivery": {"objective_ms": 200}},
             "rate_limit": {"enabled": True, "requests_per_second": 20, "burst": 20,
                            "trusted_proxies": ["127.0.0.1/32"]},
         },
