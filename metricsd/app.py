@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from metricsd import alerting, core, ingest, overview, postgres
+from metricsd import alerting, core, history, ingest, overview, postgres
 from metricsd import web as routes
 from metricsd.config import Config
 from metricsd.web.auth import admin_auth
@@ -30,6 +30,7 @@ def create_app(config: Config, path: str | Path | None = None) -> web.Applicatio
     postgres.setup(app)  # targets, pools (context), scrape jobs, exporter
     alerting.setup(app)  # rules, evaluation job, dispatcher, HTTP session (context)
     overview.setup(app)  # page figures, per-minute history job
+    history.setup(app)  # rollups in the history file (context), reports
     routes.setup(app)  # HTTP routes only
     core.start(app)  # the scheduler (context), last
     return app

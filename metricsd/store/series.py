@@ -11,7 +11,7 @@ import asyncio
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +39,16 @@ NAVIGATION_TYPES: tuple[str, ...] = (
 # One observation: (family, key, value, stamp, tag, extra, ...). A plain tuple, because
 # building a NamedTuple per beacon item costs more than validating it.
 Sample = tuple[Any, ...]
+
+
+class SampleTap(Protocol):
+    """Told of every stored sample (the history's rollups); each call must be O(1)."""
+
+    def one(self, family: str, key: tuple[str, ...], value: float, stamp: float,
+            tag: int) -> None: ...
+
+    def many(self, family: str, keys: Sequence[tuple[str, ...]], values: Any, stamps: Any,
+             tags: Any) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -197,6 +207,7 @@ class Store:
         # Held by readers that yield while walking the series (the /metrics writer);
         # expiry waits for it, so no slot changes hands under a reader.
         self.reading = asyncio.Lock()
+        self.tap: SampleTap | None = None  # the history, when configured
         self.families: dict[str, SeriesFamily] = {}
         self.dropped: dict[str, int] = {}  # family -> samples refused for want of a slot
         self.expired: dict[str, int] = {}  # family -> series removed for idleness
@@ -243,6 +254,8 @@ class Store:
         slot = self.slot(family, key)
         if slot is None:
             return None
+        if self.tap is not None:
+            self.tap.one(family_name, key, value, stamp, tag)
         return slot, family.record(slot, value, stamp, tag, extra)
 
     def observe_many(self, samples: Sequence[Sample]) -> list[bool]:
@@ -288,18 +301,19 @@ class Store:
                 stored = [slot is not None for slot in slots]
                 keep = [i for i, ok in enumerate(stored) if ok]
                 slots = [slots[i] for i in keep]
+                keys = [keys[i] for i in keep]
                 values, stamps, tags, extras = (
                     [col[i] for i in keep] for col in (values, stamps, tags, extras)
                 )
                 if not slots:
                     return stored
-        family.record_many(
-            np.array(slots, dtype=np.int64),
-            np.asarray(values, dtype=np.float64),
-            np.asarray(stamps, dtype=np.float64),
-            np.asarray(tags, dtype=np.uint8),
-            np.asarray(extras, dtype=np.int64),
-        )
+        value_array = np.asarray(values, dtype=np.float64)
+        stamp_array = np.asarray(stamps, dtype=np.float64)
+        tag_array = np.asarray(tags, dtype=np.uint8)
+        family.record_many(np.array(slots, dtype=np.int64), value_array, stamp_array,
+                           tag_array, np.asarray(extras, dtype=np.int64))
+        if self.tap is not None:  # the columns just built, queued by reference
+            self.tap.many(name, keys, value_array, stamp_array, tag_array)
         return stored
 
     def window_stats(self, family: SeriesFamily, now: float) -> WindowStats:
