@@ -156,7 +156,7 @@ class HistoryDB:
     def _run(self, ready: Future[None]) -> None:
         try:
             self._conn, self.moved_aside = open_file(self.path, self.clock)
-        except BaseException as exc:  # noqa: BLE001 - handed to the starter
+        except BaseException as exc:
             ready.set_exception(exc)
             return
         ready.set_result(None)
@@ -178,7 +178,7 @@ class HistoryDB:
                     conn.execute("ROLLBACK")
                     raise
                 future.set_result(result)
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            except BaseException as exc:
                 self.errors += 1
                 future.set_exception(exc)
             self.writes += 1

@@ -70,8 +70,8 @@ class Sampler:
         self._plan_changes: set[tuple[str, str, float]] = set()
         self._alerts: dict[str, tuple[str, float | None, float | None]] = {}
 
-    def sample(self, now: float, pg: PgReader | None, plans: Any, alerts: AlertReader | None,
-               notified: int | None = None) -> Facts:
+    def sample(self, now: float, pg: PgReader | None, plans: Any,
+               alerts: AlertReader | None) -> Facts:
         facts = Facts()
         if pg is not None:
             for target in pg.target_names():
@@ -115,7 +115,6 @@ class Sampler:
             hour, target,
             conn["connections"] if conn else None, conn["max_connections"] if conn else None,
             pg.cache_hit_ratio(target), _lag(pg.replication(target))))
-        del now
 
     @staticmethod
     def _tracked(plans: Any, target: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from metricsd.web import (
     plans,
     postgres,
     reload,
+    reports,
     status,
     summary,
 )
@@ -28,3 +29,4 @@ def setup(app: web.Application) -> None:
     page.setup(app)
     alerts.setup(app)
     reload.setup(app)
+    reports.setup(app)

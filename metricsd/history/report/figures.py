@@ -1,0 +1,158 @@
+"""One period's figures read from the history file: sketches merged, counters summed.
+
+Quantiles come from the merged hourly sketches (relative error <= 1%, see sketch.py), never
+from averaged hourly percentiles; counts are exact sums of the hourly rows.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from metricsd.history.report.period import Period
+from metricsd.history.sketch import Sketch
+
+API_FAMILY = "api"
+API_LABELS = ("service", "route", "method")
+STATUS_5XX = 4  # index of "5xx" in the api family's tags (store.series.STATUS_CLASSES)
+VITALS = ("LCP", "INP", "CLS", "FCP", "TTFB")
+RATINGS = ("good", "needs-improvement", "poor")
+
+
+@dataclass
+class Series:
+    """One series over the period: count, exact tag counts and the merged sketch."""
+
+    count: int = 0
+    total: float = 0.0
+    tags: list[int] = field(default_factory=lambda: [0] * 5)
+    sketch: Sketch = field(default_factory=Sketch)
+
+    def add(self, count: int, total: float, tags: list[int], blob: bytes) -> None:
+        self.count += count
+        self.total += total
+        if len(tags) > len(self.tags):
+            self.tags += [0] * (len(tags) - len(self.tags))
+        for i, n in enumerate(tags):
+            self.tags[i] += n
+        self.sketch.merge(Sketch.from_bytes(blob))
+
+
+@dataclass
+class Statement:
+    target: str
+    queryid: str
+    query: str
+    calls: int = 0
+    time_s: float = 0.0
+    rows: int = 0
+    first_seen: float = 0.0
+    plan_hash: str | None = None
+
+    @property
+    def mean_s(self) -> float | None:
+        return self.time_s / self.calls if self.calls else None
+
+
+@dataclass
+class Figures:
+    """Everything a report section needs about one period."""
+
+    period: Period
+    beacons: dict[str, dict[tuple[str, ...], Series]] = field(default_factory=dict)
+    daily: dict[str, dict[str, Series]] = field(default_factory=dict)  # family -> day -> all
+    statements: dict[tuple[str, str], Statement] = field(default_factory=dict)
+    plan_changes: list[dict[str, Any]] = field(default_factory=list)
+    indexes: list[dict[str, Any]] = field(default_factory=list)
+    targets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    alerts: list[tuple[float, str, str, str, dict[str, str]]] = field(default_factory=list)
+    quality: dict[str, float] = field(default_factory=dict)
+    up_minutes: list[int] = field(default_factory=list)
+
+    def merged(self, family: str) -> Series:
+        """Every series of a family together (the fleet-wide or site-wide distribution)."""
+        out = Series()
+        for s in self.beacons.get(family, {}).values():
+            out.count += s.count
+            out.total += s.total
+            out.sketch.merge(s.sketch)
+            for i, n in enumerate(s.tags):
+                if i >= len(out.tags):
+                    out.tags.append(0)
+                out.tags[i] += n
+        return out
+
+
+def read(conn: sqlite3.Connection, period: Period) -> Figures:
+    """Read one period from an open history connection."""
+    fig = Figures(period)
+    start, end = period.start, period.end
+    days = period.days()
+
+    def day_of(hour: float) -> str | None:
+        for name, a, b in days:
+            if a <= hour < b:
+                return name
+        return None
+
+    for hour, family, key, count, total, tags, blob in conn.execute(
+            "SELECT hour, family, key, count, total, tags, sketch FROM beacon_hours "
+            "WHERE hour >= ? AND hour < ?", (start, end)):
+        tag_list = json.loads(tags)
+        fig.beacons.setdefault(family, {}).setdefault(tuple(json.loads(key)), Series()).add(
+            count, total, tag_list, blob)
+        day = day_of(hour)
+        if day is not None:
+            fig.daily.setdefault(family, {}).setdefault(day, Series()).add(
+                count, total, tag_list, blob)
+    for target, qid, calls, time_s, rows, plan, query, first in conn.execute(
+            "SELECT h.target, h.queryid, sum(h.calls), sum(h.time_s), sum(h.rows), "
+            "max(h.plan_hash), s.query, s.first_seen FROM statement_hours h "
+            "LEFT JOIN statements s ON s.target = h.target AND s.queryid = h.queryid "
+            "WHERE h.hour >= ? AND h.hour < ? GROUP BY h.target, h.queryid", (start, end)):
+        fig.statements[(target, qid)] = Statement(target, qid, query or "", calls, time_s, rows,
+                                                  first or 0.0, plan)
+    for target, qid, at, old, new, regression in conn.execute(
+            "SELECT target, queryid, at, old_hash, new_hash, regression FROM plan_changes "
+            "WHERE at >= ? AND at < ? ORDER BY at", (start, end)):
+        fig.plan_changes.append({"target": target, "queryid": qid, "at": at,
+                                 "old_hash": old, "new_hash": new,
+                                 "regression": bool(regression)})
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    first_scans: dict[tuple[str, str], int] = {}
+    for _hour, target, name, tbl, scans, unused, valid in conn.execute(
+            "SELECT hour, target, name, tbl, scans, unused, valid FROM index_hours "
+            "WHERE hour >= ? AND hour < ? ORDER BY hour", (start, end)):
+        first_scans.setdefault((target, name), scans)
+        latest[(target, name)] = {"target": target, "index": name, "table": tbl,
+                                  "scans_total": scans, "unused": bool(unused),
+                                  "valid": bool(valid)}
+    for k, row in latest.items():
+        row["scans"] = max(0, row["scans_total"] - first_scans[k])
+        fig.indexes.append(row)
+    agg: dict[str, dict[str, Any]] = defaultdict(dict)
+    for target, peak_conn, max_conn, util, hsum, hn, lag in conn.execute(
+            "SELECT target, max(peak_connections), max(max_connections), "
+            "max(peak_utilisation), sum(hit_ratio_sum), sum(hit_ratio_n), max(peak_lag_s) "
+            "FROM target_hours WHERE hour >= ? AND hour < ? GROUP BY target", (start, end)):
+        agg[target] = {"peak_connections": peak_conn, "max_connections": max_conn,
+                       "peak_utilisation": util,
+                       "cache_hit_ratio": hsum / hn if hn else None,
+                       "peak_replication_lag_seconds": lag}
+    fig.targets = dict(agg)
+    # Alerts that fired before the period and resolved in it count for their time inside.
+    for at, fp, kind, name, labels in conn.execute(
+            "SELECT at, fingerprint, kind, name, labels FROM alert_events "
+            "WHERE at < ? AND (at >= ? OR kind = 'fired') ORDER BY at", (end, start - 7 * 86400)):
+        fig.alerts.append((at, fp, kind, name, json.loads(labels)))
+    for metric, value in conn.execute(
+            "SELECT metric, sum(value) FROM quality_hours WHERE hour >= ? AND hour < ? "
+            "GROUP BY metric", (start, end)):
+        fig.quality[metric] = value
+    fig.up_minutes = [m for (m,) in conn.execute(
+        "SELECT minute FROM uptime_minutes WHERE minute >= ? AND minute < ? ORDER BY minute",
+        (start // 60, end // 60))]
+    return fig
