@@ -26,9 +26,9 @@ from metricsd.postgres import PG_STATE, PLANS
 HISTORY_DB = web.AppKey("history_db", HistoryService)
 REPORTS = web.AppKey("reports", ReportScheduler)
 REPORT_SESSION = web.AppKey("report_session", aiohttp.ClientSession)
-FLUSH_JOB = "history:flush"
-SAMPLE_JOB = "history:sample"
-RETAIN_JOB = "history:retain"
+FLUSH_JOB = "rollups:flush"
+SAMPLE_JOB = "rollups:sample"
+RETAIN_JOB = "rollups:retain"
 REPORT_JOB = "report:schedule"
 
 

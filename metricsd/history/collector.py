@@ -23,25 +23,25 @@ class HistoryCollector:
         s = self.service
         yield GaugeMetricFamily("metricsd_history_bytes",
                                 "Size of the history file and its WAL",
-                                value=s.db.size_bytes())
+                                value=float(s.db.size_bytes()))
         yield CounterMetricFamily("metricsd_history_rows_written",
                                   "Hourly beacon rows merged into the history file",
-                                  value=s.rows_written)
+                                  value=float(s.rows_written))
         yield CounterMetricFamily("metricsd_history_rows_removed",
                                   "History rows removed by retention and the size bound",
-                                  value=s.rows_removed)
+                                  value=float(s.rows_removed))
         yield CounterMetricFamily("metricsd_history_samples_dropped",
                                   "Beacon samples not rolled up: the queue was full",
-                                  value=s.tap.dropped)
+                                  value=float(s.tap.dropped))
         yield GaugeMetricFamily("metricsd_history_samples_pending",
                                 "Beacon samples queued for the next rollup",
-                                value=s.tap.pending)
+                                value=float(s.tap.pending))
         yield CounterMetricFamily("metricsd_history_write_seconds",
                                   "Time the writer thread spent in transactions",
-                                  value=s.db.write_seconds)
+                                  value=float(s.db.write_seconds))
         yield CounterMetricFamily("metricsd_history_write_failures",
                                   "History transactions that failed (rolled back)",
-                                  value=s.db.errors)
+                                  value=float(s.db.errors))
         yield GaugeMetricFamily("metricsd_history_moved_aside",
                                 "1 when an unusable history file was moved aside at start",
                                 value=1.0 if s.db.moved_aside else 0.0)

@@ -106,8 +106,8 @@ def open_file(path: Path, clock: Callable[[], float] = time.time) -> tuple[sqlit
     for attempt in range(2):
         conn = _connect(path)
         try:
+            _check(conn)  # before anything writes: a foreign file is left as it was
             conn.execute("PRAGMA journal_mode = WAL")
-            _check(conn)
             if conn.execute("PRAGMA application_id").fetchone()[0] == 0:
                 conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
                 conn.execute("VACUUM")  # auto_vacuum takes effect on an empty file now

@@ -161,6 +161,8 @@ def _alerts(fig: Figures) -> dict[str, Any]:
 
 def _quality(fig: Figures, now: float) -> dict[str, Any]:
     start = int(fig.period.start // 60)
+    if fig.first_up_minute is not None:  # before the history began is not downtime
+        start = max(start, fig.first_up_minute)
     end = int(min(fig.period.end, now) // 60)
     up = set(fig.up_minutes)
     gaps = []

@@ -71,6 +71,7 @@ class Figures:
     alerts: list[tuple[float, str, str, str, dict[str, str]]] = field(default_factory=list)
     quality: dict[str, float] = field(default_factory=dict)
     up_minutes: list[int] = field(default_factory=list)
+    first_up_minute: int | None = None  # the first minute the file ever recorded
 
     def merged(self, family: str) -> Series:
         """Every series of a family together (the fleet-wide or site-wide distribution)."""
@@ -155,4 +156,5 @@ def read(conn: sqlite3.Connection, period: Period) -> Figures:
     fig.up_minutes = [m for (m,) in conn.execute(
         "SELECT minute FROM uptime_minutes WHERE minute >= ? AND minute < ? ORDER BY minute",
         (start // 60, end // 60))]
+    fig.first_up_minute = conn.execute("SELECT min(minute) FROM uptime_minutes").fetchone()[0]
     return fig

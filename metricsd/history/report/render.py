@@ -47,6 +47,17 @@ def _sections(r: dict[str, Any]) -> list[tuple[str, Row, list[Row]]]:
                                              "before", "method"],
                 [[t["name"], t["target"], _num(t["value"], 2), _num(t["previous"], 2),
                   _met(t["met"]), _met(t["previous_met"]), t["method"]] for t in r["targets"]]))
+    out.append(("Routes", ["route", "requests", "5xx", "p95 (ms)", "p99 (ms)",
+                           "p95 before (ms)", "source"],
+                [[f"{x.get('method', '')} {x.get('route', '')} ({x.get('service', '')})",
+                  _num(x["requests"]), _num(x["errors_5xx"]), _num(x["p95_ms"]),
+                  _num(x["p99_ms"]), _num(x["previous_p95_ms"]),
+                  "prometheus" if x.get("method") else "history"] for x in r["routes"]]))
+    out.append(("Pages (Web Vitals p75)", ["vital", "page", "samples", "p75", "p75 before",
+                                           "good / needs improvement / poor"],
+                [[x["metric"], x["page"], _num(x["samples"]), _num(x["p75"], 3),
+                  _num(x["previous_p75"], 3),
+                  " / ".join(_num(v) for v in x["ratings"].values())] for x in r["pages"]]))
     reg, imp = r["regressions"], r["improvements"]
     route_row: Callable[[dict[str, Any]], Row] = lambda x: [  # noqa: E731
         f"{x.get('method', '')} {x.get('route', '')} ({x.get('service', '')})",
