@@ -17,7 +17,9 @@ log = logging.getLogger(__name__)
 
 
 def _line(t: dict[str, Any]) -> str:
-    value = "no data" if t["value"] is None else f"{t['value']:.3g}{t['unit']}"
+    v = t["value"]
+    value = ("no data" if v is None else
+             f"{v:,.0f}{t['unit']}" if abs(v) >= 100 else f"{v:.3g}{t['unit']}")
     mark = {True: "met", False: "MISSED", None: "-"}[t["met"]]
     return f"{t['name']}: {value} ({t['target']}) {mark}"
 
