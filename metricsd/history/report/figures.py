@@ -12,6 +12,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from metricsd.history.report.period import Period
 from metricsd.history.sketch import Sketch
 
@@ -20,16 +22,25 @@ API_LABELS = ("service", "route", "method")
 STATUS_5XX = 4  # index of "5xx" in the api family's tags (store.series.STATUS_CLASSES)
 VITALS = ("LCP", "INP", "CLS", "FCP", "TTFB")
 RATINGS = ("good", "needs-improvement", "poor")
+_OFFSET = 1 << 15  # -sketch.ZERO
 
 
-@dataclass
 class Series:
-    """One series over the period: count, exact tag counts and the merged sketch."""
+    """One series over the period: count, exact tag counts and the merged sketch.
 
-    count: int = 0
-    total: float = 0.0
-    tags: list[int] = field(default_factory=lambda: [0] * 5)
-    sketch: Sketch = field(default_factory=Sketch)
+    Hourly sketches are kept as their stored bytes and merged once, with numpy, when the
+    sketch is first asked for (a week at 10,000 series is 1.7 million hourly pieces).
+    """
+
+    __slots__ = ("count", "total", "tags", "_idx", "_counts", "_sketch")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.tags: list[int] = [0] * 5
+        self._idx: list[bytes] = []
+        self._counts: list[bytes] = []
+        self._sketch: Sketch | None = None
 
     def add(self, count: int, total: float, tags: list[int], blob: bytes) -> None:
         self.count += count
@@ -38,7 +49,36 @@ class Series:
             self.tags += [0] * (len(tags) - len(self.tags))
         for i, n in enumerate(tags):
             self.tags[i] += n
-        self.sketch.merge(Sketch.from_bytes(blob))
+        half = len(blob) // 2
+        self._idx.append(blob[:half])
+        self._counts.append(blob[half:])
+        self._sketch = None
+
+    def absorb(self, other: Series) -> None:
+        """Add another series (a family's total, a day's total)."""
+        self.count += other.count
+        self.total += other.total
+        if len(other.tags) > len(self.tags):
+            self.tags += [0] * (len(other.tags) - len(self.tags))
+        for i, n in enumerate(other.tags):
+            self.tags[i] += n
+        self._idx += other._idx
+        self._counts += other._counts
+        self._sketch = None
+
+    @property
+    def sketch(self) -> Sketch:
+        if self._sketch is None:
+            idx = np.frombuffer(b"".join(self._idx), dtype="<i4")
+            counts = np.frombuffer(b"".join(self._counts), dtype="<u4").astype(np.int64)
+            # Indexes fit in 16 bits (sketch.ZERO is the lowest): one dense bincount, no sort.
+            dense = np.bincount(idx.astype(np.int64) + _OFFSET, weights=counts,
+                                minlength=1 << 16)
+            (present,) = np.nonzero(dense)
+            self._sketch = Sketch(dict(zip((present - _OFFSET).tolist(),
+                                           dense[present].astype(np.int64).tolist(),
+                                           strict=True)))
+        return self._sketch
 
 
 @dataclass
@@ -77,13 +117,7 @@ class Figures:
         """Every series of a family together (the fleet-wide or site-wide distribution)."""
         out = Series()
         for s in self.beacons.get(family, {}).values():
-            out.count += s.count
-            out.total += s.total
-            out.sketch.merge(s.sketch)
-            for i, n in enumerate(s.tags):
-                if i >= len(out.tags):
-                    out.tags.append(0)
-                out.tags[i] += n
+            out.absorb(s)
         return out
 
 
@@ -99,16 +133,30 @@ def read(conn: sqlite3.Connection, period: Period) -> Figures:
                 return name
         return None
 
+    keys: dict[str, tuple[str, ...]] = {}
+    tag_lists: dict[str, list[int]] = {}
+    days_of: dict[int, str | None] = {}
     for hour, family, key, count, total, tags, blob in conn.execute(
             "SELECT hour, family, key, count, total, tags, sketch FROM beacon_hours "
             "WHERE hour >= ? AND hour < ?", (start, end)):
-        tag_list = json.loads(tags)
-        fig.beacons.setdefault(family, {}).setdefault(tuple(json.loads(key)), Series()).add(
-            count, total, tag_list, blob)
-        day = day_of(hour)
+        tag_list = tag_lists.get(tags)
+        if tag_list is None:
+            tag_list = tag_lists[tags] = json.loads(tags)
+        k = keys.get(key)
+        if k is None:
+            k = keys[key] = tuple(json.loads(key))
+        series = fig.beacons.setdefault(family, {})
+        s = series.get(k)
+        if s is None:
+            s = series[k] = Series()
+        s.add(count, total, tag_list, blob)
+        day = days_of[hour] if hour in days_of else days_of.setdefault(hour, day_of(hour))
         if day is not None:
-            fig.daily.setdefault(family, {}).setdefault(day, Series()).add(
-                count, total, tag_list, blob)
+            daily = fig.daily.setdefault(family, {})
+            d = daily.get(day)
+            if d is None:
+                d = daily[day] = Series()
+            d.add(count, total, tag_list, blob)
     for target, qid, calls, time_s, rows, plan, query, first in conn.execute(
             "SELECT h.target, h.queryid, sum(h.calls), sum(h.time_s), sum(h.rows), "
             "max(h.plan_hash), s.query, s.first_seen FROM statement_hours h "
