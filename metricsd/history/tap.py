@@ -61,16 +61,16 @@ class Tap:
                     pick = [i for i, n in enumerate(names) if n == family]
                     by_family[family] = [([keys1[i] for i in pick], [values1[i] for i in pick],
                                           [stamps1[i] for i in pick], [tags1[i] for i in pick])]
-        for family, keys, values, stamps, tags in batches:
-            by_family.setdefault(family, []).append((keys, values, stamps, tags))
+        for family, batch_keys, values, stamps, tags in batches:
+            by_family.setdefault(family, []).append((batch_keys, values, stamps, tags))
         moved = 0
         for family, parts in by_family.items():
             keys: list[Key] = []
             for part in parts:
                 keys.extend(part[0])
-            values = np.concatenate([np.asarray(p[1], dtype=np.float64) for p in parts])
-            stamps = np.concatenate([np.asarray(p[2], dtype=np.float64) for p in parts])
-            tags = np.concatenate([np.asarray(p[3], dtype=np.int64) for p in parts])
-            into.add(family, keys, values, stamps, tags)
+            into.add(family, keys,
+                     np.concatenate([np.asarray(p[1], dtype=np.float64) for p in parts]),
+                     np.concatenate([np.asarray(p[2], dtype=np.float64) for p in parts]),
+                     np.concatenate([np.asarray(p[3], dtype=np.int64) for p in parts]))
             moved += len(keys)
         return moved

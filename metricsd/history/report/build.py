@@ -60,7 +60,7 @@ def _target(name: str, value: float | None, previous: float | None, limit: float
 
 
 def _routes(cur: Figures, prev: Figures) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     before = prev.beacons.get(API_FAMILY, {})
     for key, s in cur.beacons.get(API_FAMILY, {}).items():
         p95, p99 = _q(s, 0.95), _q(s, 0.99)
@@ -83,7 +83,7 @@ def _ms(seconds: float | None) -> float | None:
 
 
 def _pages(cur: Figures, prev: Figures) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     for family, series in cur.beacons.items():
         if family == API_FAMILY:
             continue
@@ -97,13 +97,13 @@ def _pages(cur: Figures, prev: Figures) -> list[dict[str, Any]]:
                         "previous_p75": prev75, "p75_change": delta,
                         "p75_change_ratio": ratio,
                         "ratings": dict(zip(RATINGS, s.tags[:3], strict=False))})
-    out.sort(key=lambda r: (r["metric"], -r["samples"], r["page"]))
+    out.sort(key=lambda r: (str(r["metric"]), -int(r["samples"]), str(r["page"])))
     return out
 
 
 def _statements(cur: Figures, prev: Figures, slow_ms: float) -> dict[str, Any]:
     total = sum(s.time_s for s in cur.statements.values())
-    rows = []
+    rows: list[dict[str, Any]] = []
     for key, s in cur.statements.items():
         old = prev.statements.get(key)
         mean = s.mean_s
@@ -119,7 +119,7 @@ def _statements(cur: Figures, prev: Figures, slow_ms: float) -> dict[str, Any]:
             "new": old is None and s.first_seen >= cur.period.start,
             "slow": mean is not None and mean * 1000.0 >= slow_ms,
         })
-    rows.sort(key=lambda r: (-r["total_seconds"], r["queryid"]))
+    rows.sort(key=lambda r: (-float(r["total_seconds"]), str(r["queryid"])))
     return {"total_seconds": total, "rows": rows}
 
 
@@ -129,7 +129,7 @@ def _alerts(fig: Figures) -> dict[str, Any]:
     firing_s = 0.0
     resolve_times: list[float] = []
     fired: Counter[str] = Counter()
-    firing_by_rule: Counter[str] = Counter()
+    firing_by_rule: dict[str, float] = {}
     notified = 0
     for at, fp, kind, name, _labels in fig.alerts:
         if kind == "fired":
@@ -140,7 +140,7 @@ def _alerts(fig: Figures) -> dict[str, Any]:
             began, rule = open_since.pop(fp)
             inside = max(0.0, min(at, end) - max(began, start))
             firing_s += inside
-            firing_by_rule[rule] += inside
+            firing_by_rule[rule] = firing_by_rule.get(rule, 0.0) + inside
             if start <= at < end:
                 resolve_times.append(at - began)
         elif kind == "notified" and start <= at < end:
@@ -148,13 +148,13 @@ def _alerts(fig: Figures) -> dict[str, Any]:
     for began, rule in open_since.values():  # still firing at the end of the period
         inside = max(0.0, end - max(began, start))
         firing_s += inside
-        firing_by_rule[rule] += inside
+        firing_by_rule[rule] = firing_by_rule.get(rule, 0.0) + inside
     return {
         "fired": sum(fired.values()), "resolved": len(resolve_times), "notified": notified,
         "firing_seconds": firing_s,
         "mean_time_to_resolve_seconds": (sum(resolve_times) / len(resolve_times)
                                          if resolve_times else None),
-        "noisiest": [{"name": n, "fired": c, "firing_seconds": firing_by_rule[n]}
+        "noisiest": [{"name": n, "fired": c, "firing_seconds": firing_by_rule.get(n, 0.0)}
                      for n, c in sorted(fired.items(), key=lambda x: (-x[1], x[0]))[:10]],
     }
 

@@ -32,7 +32,7 @@ class Series:
     sketch is first asked for (a week at 10,000 series is 1.7 million hourly pieces).
     """
 
-    __slots__ = ("count", "total", "tags", "_idx", "_counts", "_sketch")
+    __slots__ = ("_counts", "_idx", "_sketch", "count", "tags", "total")
 
     def __init__(self) -> None:
         self.count = 0

@@ -37,7 +37,7 @@ class Period:
     def days(self) -> list[tuple[str, float, float]]:
         """(YYYY-MM-DD, start, end) of each local day in the period."""
         tz = ZoneInfo(self.timezone)
-        out = []
+        out: list[tuple[str, float, float]] = []
         day = datetime.fromtimestamp(self.start, tz).date()
         while True:
             start = datetime.combine(day, datetime.min.time(), tz).timestamp()
