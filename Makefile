@@ -9,7 +9,8 @@ TEST_STAMP := $(VENV)/.installed-test
 # headless Chromium, wrk for benchmarks, Node/npm for the web-vitals browser test.
 # Debian's npm conflicts with a nodejs package that bundles npm (NodeSource's): ask for
 # it only when there is no npm at all.
-SYSDEPS := postgresql postgresql-contrib postgresql-15-hypopg prometheus chromium wrk nodejs \
+# pgbouncer: the real connection pooler the PgBouncer console tests run in front of PostgreSQL.
+SYSDEPS := postgresql postgresql-contrib postgresql-15-hypopg prometheus chromium wrk nodejs pgbouncer \
 	$(if $(shell command -v npm),,npm)
 # Only for `make bench`: postgres_exporter is the baseline of the PostgreSQL benchmark.
 BENCH_SYSDEPS := prometheus-postgres-exporter

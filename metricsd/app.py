@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from metricsd import alerting, core, history, ingest, overview, postgres
+from metricsd import alerting, core, history, ingest, overview, pgbouncer, postgres
 from metricsd import web as routes
 from metricsd.config import Config
 from metricsd.web.auth import admin_auth
@@ -28,6 +28,7 @@ def create_app(config: Config, path: str | Path | None = None) -> web.Applicatio
     core.setup(app, config, path)  # config, registry, scheduler, readiness, reload
     ingest.setup(app)  # store, beacon kinds, rate limiter, expiry job
     postgres.setup(app)  # targets, pools (context), scrape jobs, exporter
+    pgbouncer.setup(app)  # admin consoles (context), their jobs, collector
     alerting.setup(app)  # rules, evaluation job, dispatcher, HTTP session (context)
     overview.setup(app)  # page figures, per-minute history job
     history.setup(app)  # rollups in the history file (context), reports

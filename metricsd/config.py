@@ -110,6 +110,9 @@ class IngestConfig(_Model):
 _DEFAULT_COLLECTORS: dict[str, bool] = {
     "statements": True, "indexes": True, "tables": True,
     "activity": True, "database": True, "replication": True,
+    # pg-more (issue 13): server-wide views, each skipped where the server lacks it.
+    "wraparound": True, "database_size": True, "transactions": True, "blocking": True,
+    "io": True, "checkpointer": True, "bgwriter": True, "wal": True, "archiver": True,
 }
 
 
@@ -165,6 +168,9 @@ class PostgresConfig(_Model):
     query_text_cache: int = Field(20_000, ge=1)
     missing_index_min_rows: int = Field(10_000, ge=0)
     bloat_min_bytes: int = Field(1_048_576, ge=0)
+    # An index with scans, but none for this long (last_idx_scan, PostgreSQL 16+), is unused.
+    unused_index_idle: Duration = 35 * 86400.0
+    long_transactions: int = Field(10, ge=1, le=100)  # top N by age: JSON, page, series
     collectors: dict[str, bool] = {}
     plans: PlansConfig = PlansConfig()
     targets: list[TargetConfig] = []
@@ -189,6 +195,33 @@ class PostgresConfig(_Model):
     @field_validator("targets")
     @classmethod
     def _unique_targets(cls, targets: list[TargetConfig]) -> list[TargetConfig]:
+        names = [target.name for target in targets]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"target names must be unique, repeated: {', '.join(duplicates)}")
+        return targets
+
+
+class PgBouncerTargetConfig(_Model):
+    """One PgBouncer admin console: dbname must be `pgbouncer`, the user a stats_users one."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    dsn: str = Field(min_length=1)
+
+
+class PgBouncerConfig(_Model):
+    """PgBouncer pools and stats, read from the admin console (SHOW POOLS, STATS, ...)."""
+
+    scrape_interval: Duration = 15.0
+    scrape_timeout: Duration = 5.0
+    connect_timeout: Duration = 5.0
+    max_pools: int = Field(1000, ge=1)  # (database, user) pools exported per target
+    targets: list[PgBouncerTargetConfig] = []
+
+    @field_validator("targets")
+    @classmethod
+    def _unique_targets(cls, targets: list[PgBouncerTargetConfig]
+                        ) -> list[PgBouncerTargetConfig]:
         names = [target.name for target in targets]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
@@ -369,6 +402,7 @@ class Config(_Model):
     shutdown_timeout: Duration = 10.0
     ingest: IngestConfig = IngestConfig()
     postgres: PostgresConfig = PostgresConfig()
+    pgbouncer: PgBouncerConfig = PgBouncerConfig()
     alerting: AlertingConfig = AlertingConfig()
     admin: AdminConfig = AdminConfig()
     history: HistoryConfig = HistoryConfig()

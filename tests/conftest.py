@@ -11,6 +11,7 @@ from metricsd.config import Config, load_config
 
 pytest_plugins = [
     "tests.fixtures.pg",
+    "tests.fixtures.pgbouncer",
     "tests.fixtures.prometheus",
     "tests.fixtures.process",
 ]

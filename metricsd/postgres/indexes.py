@@ -1,6 +1,7 @@
 """Indexes of the target's database: scans, size, validity, unused verdicts and bloat.
 
-"Unused" means zero scans since the statistics were reset and no constraint behind the
+"Unused" means zero scans since the statistics were reset, or (PostgreSQL 16+, from
+last_idx_scan) no scan for postgres.unused_index_idle, and no constraint behind the
 index; the statistics' age is exported beside it, because a day-old reset proves little.
 """
 
@@ -13,7 +14,7 @@ from typing import Any
 import asyncpg
 
 from metricsd.config import PostgresConfig
-from metricsd.postgres.base import FamilyBuilder, PgCollector, Snapshot, spec
+from metricsd.postgres.base import FamilyBuilder, PgCollector, Snapshot, epoch, spec
 from metricsd.postgres.registry import register
 from metricsd.postgres.targets import ServerInfo
 
@@ -25,7 +26,8 @@ MAXALIGN = 8
 INNER_FILL = 0.7
 
 INDEXES_SQL = """
-SELECT s.indexrelid, s.schemaname AS schema, s.relname AS "table", s.indexrelname AS index,
+SELECT s.indexrelid, {last_scan} AS last_scan,
+       s.schemaname AS schema, s.relname AS "table", s.indexrelname AS index,
        s.idx_scan AS scans, s.idx_tup_read AS tuples_read, s.idx_tup_fetch AS tuples_fetched,
        coalesce(io.idx_blks_hit, 0) AS blks_hit, coalesce(io.idx_blks_read, 0) AS blks_read,
        pg_relation_size(s.indexrelid) AS size_bytes,
@@ -42,6 +44,14 @@ JOIN pg_class ic ON ic.oid = s.indexrelid
 JOIN pg_am am ON am.oid = ic.relam
 LEFT JOIN pg_statio_user_indexes io ON io.indexrelid = s.indexrelid
 """
+
+
+def indexes_sql(version_num: int) -> str:
+    """pg_stat_user_indexes.last_idx_scan exists from PostgreSQL 16."""
+    return INDEXES_SQL.format(
+        last_scan="s.last_idx_scan" if version_num >= 160000 else "NULL::timestamptz")
+
+
 # Average key width per index from pg_stats (only columns the role may read). This is the
 # costliest query of the view, and widths move slowly, so it runs every WIDTHS_REFRESH_S.
 WIDTHS_SQL = """
@@ -84,6 +94,7 @@ class Index:
     unused: bool
     bloat_bytes: int | None
     bloat_ratio: float | None
+    last_scan: float | None = None  # PostgreSQL 16+
 
     @property
     def bloated(self) -> bool:
@@ -97,6 +108,7 @@ class Index:
             "valid": self.valid, "unique": self.unique, "primary": self.primary,
             "backs_constraint": self.backs_constraint, "unused": self.unused,
             "bloat_bytes": self.bloat_bytes, "bloat_ratio": self.bloat_ratio,
+            "last_scan": self.last_scan,
         }
 
 
@@ -144,7 +156,10 @@ class IndexesCollector(PgCollector):
              *LABELS, "unique", "primary", "constraint"),
         spec("metricsd_pg_indexes_valid", "gauge", "0 for an invalid index", *LABELS),
         spec("metricsd_pg_indexes_unused", "gauge",
-             "1 when no scans since the statistics were reset and no constraint", *LABELS),
+             "1 when no scans since the statistics were reset (or, on 16+, none within"
+             " postgres.unused_index_idle) and no constraint", *LABELS),
+        spec("metricsd_pg_indexes_last_scan_timestamp_seconds", "gauge",
+             "When the index was last scanned (last_idx_scan, PostgreSQL 16+)", *LABELS),
         spec("metricsd_pg_indexes_bloat_bytes", "gauge", "Estimated bloat (btree)", *LABELS),
         spec("metricsd_pg_indexes_bloat_ratio", "gauge", "Estimated bloat / size", *LABELS),
         spec("metricsd_pg_indexes_stats_age_seconds", "gauge",
@@ -158,7 +173,7 @@ class IndexesCollector(PgCollector):
         self._widths_for: set[int] = set()  # indexes that existed at the last refresh
 
     async def scrape(self, conn: asyncpg.Connection, info: ServerInfo, now: float) -> Snapshot:
-        rows = await conn.fetch(INDEXES_SQL)
+        rows = await conn.fetch(indexes_sql(info.version_num))
         age = await conn.fetchval(STATS_AGE_SQL)
         if now - self._widths_at >= WIDTHS_REFRESH_S or any(
                 r["indexrelid"] not in self._widths_for for r in rows):
@@ -171,6 +186,7 @@ class IndexesCollector(PgCollector):
         for r in rows:
             bloat_bytes, bloat_ratio = self._bloat(r, self._widths.get(r["indexrelid"]), bs)
             protected = r["is_primary"] or r["is_unique"] or r["backs_constraint"]
+            last_scan = epoch(r["last_scan"])
             indexes.append(Index(
                 schema=r["schema"], table=r["table"], index=r["index"],
                 scans=int(r["scans"] or 0), tuples_read=int(r["tuples_read"] or 0),
@@ -179,8 +195,9 @@ class IndexesCollector(PgCollector):
                 size_bytes=int(r["size_bytes"]), valid=bool(r["valid"]),
                 unique=bool(r["is_unique"]), primary=bool(r["is_primary"]),
                 backs_constraint=bool(r["backs_constraint"]),
-                unused=bool(r["valid"]) and not protected and not r["scans"],
-                bloat_bytes=bloat_bytes, bloat_ratio=bloat_ratio,
+                unused=bool(r["valid"]) and not protected and (
+                    not r["scans"] or idle(last_scan, now, self.config.unused_index_idle)),
+                bloat_bytes=bloat_bytes, bloat_ratio=bloat_ratio, last_scan=last_scan,
             ))
         indexes.sort(key=lambda i: (i.schema, i.table, i.index))
         return self.snapshot(now, IndexesData(tuple(indexes), float(age or 0.0)))
@@ -215,6 +232,7 @@ class IndexesCollector(PgCollector):
                 ("metricsd_pg_indexes_unused", 1.0 if i.unused else 0.0),
                 ("metricsd_pg_indexes_bloat_bytes", i.bloat_bytes),
                 ("metricsd_pg_indexes_bloat_ratio", i.bloat_ratio),
+                ("metricsd_pg_indexes_last_scan_timestamp_seconds", i.last_scan),
             ))
             flags = {"unique": _bool(i.unique), "primary": _bool(i.primary),
                      "constraint": _bool(i.backs_constraint)}
@@ -222,6 +240,11 @@ class IndexesCollector(PgCollector):
             out.add_text("metricsd_pg_indexes_info",
                          f'{text},unique="{flags["unique"]}",primary="{flags["primary"]}",'
                          f'constraint="{flags["constraint"]}"', {**labels, **flags}, 1.0)
+
+
+def idle(last_scan: float | None, now: float, limit_s: float) -> bool:
+    """Scanned once, but not for `limit_s` (only known where last_idx_scan exists)."""
+    return last_scan is not None and now - last_scan > limit_s
 
 
 def _bool(value: bool) -> str:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import TypeVar
 
 from metricsd.config import PostgresConfig
 from metricsd.postgres.base import PgCollector
 
 C = TypeVar("C", bound=type[PgCollector])
+
+# Collector modules, in /metrics order: the first six, then issue 13's server-wide views.
+MODULES = (
+    "statements", "indexes", "tables", "activity", "database", "replication",
+    "transactions", "blocking", "wraparound", "database_size", "checkpointer", "bgwriter",
+    "wal", "archiver", "io",
+)
 
 # name -> collector class, in registration order (which is the /metrics order).
 COLLECTORS: dict[str, type[PgCollector]] = {}
@@ -26,13 +34,7 @@ def register(cls: C) -> C:
 
 def load_all() -> dict[str, type[PgCollector]]:
     """Import every collector module so each registers itself."""
-    from metricsd.postgres import (  # noqa: F401
-        activity,
-        database,
-        indexes,
-        replication,
-        statements,
-        tables,
-    )
+    for module in MODULES:
+        importlib.import_module(f"metricsd.postgres.{module}")
 
     return COLLECTORS

@@ -35,6 +35,7 @@ from metricsd.postgres.replication import ReplicationData
 from metricsd.postgres.statements import StatementsData
 from metricsd.postgres.tables import TablesData
 from metricsd.postgres.targets import PgTarget, TargetDown
+from metricsd.postgres.transactions import oldest
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,8 @@ class TargetState:
     def first_problem(self) -> str:
         """The first failing collector and why, for /readyz and the page."""
         for name, health in self.health.items():
-            if health.status not in ("ok", "pending"):
+            # A view the server lacks is a skip, not a problem to show.
+            if health.status not in ("ok", "pending", "unsupported_version"):
                 return f"{name}: {health.message or health.status}"
         return ""
 
@@ -389,4 +391,7 @@ class PgState:
             "cache_hit_ratio": min(ratios) if ratios else None,
             "connections": connections if have_conn else None,
             "max_connections": max_connections if have_conn else None,
+            # "Long" on the page: older than a slow statement; the JSON API lists all.
+            "long_transactions": oldest(self.targets.values(), self.config.long_transactions,
+                                        self.config.slow_query_ms / 1000.0),
         }

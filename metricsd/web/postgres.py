@@ -1,4 +1,4 @@
-"""JSON views of PostgreSQL: GET /v1/postgres/statements and /v1/postgres/indexes."""
+"""JSON views of PostgreSQL: GET /v1/postgres/statements, /indexes and /activity."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from aiohttp import web
 from yarl import URL
 
 from metricsd.postgres import PG_STATE
+from metricsd.postgres.blocking import blocking
 from metricsd.postgres.state import STATEMENT_SORTS, PgState
+from metricsd.postgres.transactions import oldest
 
 MAX_LIMIT = 10_000
 _TRUE = {"1", "true", "yes", "on"}
@@ -74,6 +76,24 @@ async def indexes(request: web.Request) -> web.Response:
     })
 
 
+async def activity(request: web.Request) -> web.Response:
+    """?target=&limit=: connections, the oldest open transactions, blocking chains."""
+    state = request.app[PG_STATE]
+    target = _target(request)
+    raw_limit = request.query.get("limit", str(state.config.long_transactions))
+    # ASCII digits only: "²".isdigit() is True, but int("²") raises.
+    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        raise web.HTTPBadRequest(reason=f"limit must be an integer in 1..{MAX_LIMIT}")
+    selected = [state.targets[n] for n in ([target] if target else state.target_names())]
+    return web.json_response({
+        "targets": _targets_summary(state, target),
+        "connections": {ts.name: state.connections(ts.name) for ts in selected},
+        "long_transactions": oldest(selected, int(raw_limit)),
+        "blocking": blocking(selected),
+    })
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/v1/postgres/statements", statements)
     app.router.add_get("/v1/postgres/indexes", indexes)
+    app.router.add_get("/v1/postgres/activity", activity)

@@ -25,6 +25,9 @@ SHIPPED = {
     "WebVitalsCLSNeedsImprovement", "PostgresTargetDown", "PostgresSlowStatement",
     "PostgresConnectionUtilizationHigh", "PostgresCacheHitRatioLow",
     "PostgresReplicationLagHigh", "PostgresInvalidIndex", "MetricsdDroppingSeries",
+    # pg-more (issue 13): PgBouncer and PostgreSQL maintenance.
+    "PgBouncerDown", "PgBouncerPoolUtilizationHigh", "PgBouncerClientsWaiting",
+    "PgBouncerClientConnectionsHigh", "PostgresWraparoundRisk", "PostgresArchivingFailing",
     "PostgresPlanRegression",
 }
 
@@ -62,7 +65,8 @@ def test_shipped_rules_load_in_metricsd_and_cover_the_issue(make_config):
             assert name in documented, name
 
 
-@pytest.mark.parametrize("test_file", ["alerts_test.yml", "semantics_test.yml"])
+@pytest.mark.parametrize("test_file", ["alerts_test.yml", "semantics_test.yml",
+                                       "pgbouncer_test.yml"])
 def test_rule_unit_tests_pass_in_metricsd_and_in_promtool(test_file):
     """Same file, two engines: metricsd must agree with Prometheus on every expectation."""
     path = RULE_TESTS / test_file
