@@ -408,6 +408,15 @@ class Config(_Model):
     history: HistoryConfig = HistoryConfig()
     report: ReportConfig = ReportConfig()
 
+    @model_validator(mode="after")
+    def _report_receivers_exist(self) -> Config:
+        known = {r.name for r in self.alerting.receivers}
+        unknown = [n for n in self.report.receivers if n not in known]
+        if unknown:
+            raise ValueError(f"report.receivers names unknown receiver(s) "
+                             f"{', '.join(unknown)}; define them under alerting.receivers")
+        return self
+
     @field_validator("listen")
     @classmethod
     def _valid_listen(cls, value: str) -> str:

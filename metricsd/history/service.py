@@ -118,7 +118,11 @@ class HistoryService:
         def run(conn: Any) -> int:
             removed = writes.cut(conn, before)
             removed += writes.bound_size(conn, max_bytes)
-            conn.execute("PRAGMA incremental_vacuum")
+            # incremental_vacuum frees one page per step and Python's execute() steps
+            # once; executescript steps to the end, but only outside a transaction.
+            conn.execute("COMMIT")
+            conn.executescript("PRAGMA incremental_vacuum;")
+            conn.execute("BEGIN IMMEDIATE")  # the writer's own COMMIT closes this one
             return int(removed)
 
         removed = await self.db.write(run)
