@@ -111,7 +111,7 @@ async def test_deltas_add_up_across_restarts(tmp_path: Path) -> None:
 
 
 def test_report_receivers_must_exist(make_config: Callable[..., Config]) -> None:
-    with pytest.raises(ConfigError, match="report.receivers names unknown receiver"):
+    with pytest.raises(ConfigError, match=r"report\.receivers names unknown receiver"):
         make_config({"report": {"receivers": ["nobody"]}})
     with pytest.raises(ConfigError, match="schedule must look like"):
         make_config({"report": {"schedule": "sometimes"}})
