@@ -69,6 +69,7 @@ class Sampler:
         self._seen_statements: dict[str, float] = {}
         self._plan_changes: set[tuple[str, str, float]] = set()
         self._alerts: dict[str, tuple[str, float | None, float | None]] = {}
+        self._notified: dict[str, float] = {}  # dispatcher log key -> sent_at recorded
 
     def sample(self, now: float, pg: PgReader | None, plans: Any,
                alerts: AlertReader | None) -> Facts:
@@ -77,8 +78,25 @@ class Sampler:
             for target in pg.target_names():
                 self._target(facts, now, pg, plans, target)
         if alerts is not None:
-            self._alert_events(facts, alerts.alerts())
+            listed = alerts.alerts()
+            self._alert_events(facts, listed)
+            self._notifications(facts, alerts, {a["fingerprint"]: a for a in listed})
         return facts
+
+    def _notifications(self, facts: Facts, alerts: Any, by_fp: dict[str, dict[str, Any]]
+                       ) -> None:
+        """One `notified` event per alert in each notification the dispatcher logged."""
+        dispatcher = getattr(alerts, "dispatcher", None)
+        log = getattr(dispatcher, "log", None) or {}
+        for key, entry in list(log.items()):
+            if self._notified.get(key) == entry.sent_at:
+                continue
+            self._notified[key] = entry.sent_at
+            receiver = key.rpartition("|")[2]
+            for fp in sorted(entry.firing | entry.resolved):
+                alert = by_fp.get(fp, {})
+                facts.alerts.append((float(entry.sent_at), fp, "notified",
+                                     alert.get("name", ""), {"receiver": receiver}))
 
     def _target(self, facts: Facts, now: float, pg: PgReader, plans: Any, target: str) -> None:
         hour = _hour(now)

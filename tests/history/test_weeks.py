@@ -9,11 +9,13 @@ import inspect
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 
+from metricsd.alerting.notify.dispatch import LogEntry
 from metricsd.config import HistoryConfig, ReportConfig
 from metricsd.history.report import from_history, render
 from metricsd.history.report.period import week_period
@@ -112,6 +114,7 @@ class FakePg:
 class FakeAlerts:
     def __init__(self) -> None:
         self.items: list[dict[str, Any]] = []
+        self.dispatcher = SimpleNamespace(log={})  # group|receiver -> the last notification
 
     def alerts(self) -> list[dict[str, Any]]:
         return self.items
@@ -162,9 +165,11 @@ async def drive_week(path: Path, period: Any, scale: bool, truth: Truth,
         if h == 10:
             alerts.items = [{"fingerprint": "f1", "state": "firing", "name": "ApiSlow",
                              "started_at": start, "resolved_at": None, "labels": {}}]
+            alerts.dispatcher.log["g|oncall"] = LogEntry(frozenset({"f1"}), frozenset(), start)
         if h == 12:
             alerts.items = [{"fingerprint": "f1", "state": "resolved", "name": "ApiSlow",
                              "started_at": start - 7200, "resolved_at": start, "labels": {}}]
+            alerts.dispatcher.log["g|oncall"] = LogEntry(frozenset(), frozenset({"f1"}), start)
         await service.sample(pg, None, alerts, now=start + 40)
         if h % 24 == 23:
             await service.flush(now=start + 3599)
@@ -243,7 +248,7 @@ async def test_statements_alerts_quality(two_weeks: tuple[Path, Truth, Truth]) -
     assert {i["index"] for i in report["indexes"]["invalid"]} == {"public.orders_broken_idx"}
     assert "public.orders_old_idx" in {i["index"] for i in report["indexes"]["unused"]}
     alerts = report["alerts"]
-    assert alerts["fired"] == 1 and alerts["resolved"] == 1
+    assert alerts["fired"] == 1 and alerts["resolved"] == 1 and alerts["notified"] == 2
     assert alerts["firing_seconds"] == pytest.approx(7200)
     assert alerts["mean_time_to_resolve_seconds"] == pytest.approx(7200)
     assert alerts["noisiest"][0]["name"] == "ApiSlow"
