@@ -27,10 +27,12 @@ APPLICATION_ID = 0x6D647468  # "mdth": a file with another id is not ours
 SCHEMA_VERSION = 1
 
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS series (
+  id INTEGER PRIMARY KEY, family TEXT NOT NULL, key TEXT NOT NULL, UNIQUE (family, key));
 CREATE TABLE IF NOT EXISTS beacon_hours (
-  hour INTEGER NOT NULL, family TEXT NOT NULL, key TEXT NOT NULL,
-  count INTEGER NOT NULL, total REAL NOT NULL, tags TEXT NOT NULL, sketch BLOB NOT NULL,
-  PRIMARY KEY (hour, family, key)) WITHOUT ROWID;
+  hour INTEGER NOT NULL, series INTEGER NOT NULL, count INTEGER NOT NULL, total REAL NOT NULL,
+  tags BLOB NOT NULL, bucket_idx BLOB NOT NULL, bucket_n BLOB NOT NULL,
+  PRIMARY KEY (hour, series)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS statement_hours (
   hour INTEGER NOT NULL, target TEXT NOT NULL, queryid TEXT NOT NULL,
   calls INTEGER NOT NULL, time_s REAL NOT NULL, rows INTEGER NOT NULL,

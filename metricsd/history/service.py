@@ -38,6 +38,9 @@ class HistoryService:
         self._refused_seen = sum(store.dropped.values()) if store is not None else 0
         self._tap_dropped_seen = 0
         self._lock = asyncio.Lock()
+        # (family, key) -> series id, used on the writer thread only; emptied whenever a
+        # transaction fails or retention may have removed series.
+        self._series_ids: dict[tuple[str, tuple[str, ...]], int] = {}
 
     async def open(self) -> None:
         """Open (or create, or replace a bad) file on the writer thread; attach the tap."""
@@ -72,7 +75,7 @@ class HistoryService:
             hour = int(now // HOUR) * HOUR
 
             def run(conn: Any) -> int:
-                n = writes.merge_beacons(conn, deltas)
+                n = writes.merge_beacons(conn, deltas, self._series_ids)
                 writes.mark_up(conn, int(now // 60))
                 if quality:
                     writes.add_quality(conn, hour, quality)
@@ -81,6 +84,7 @@ class HistoryService:
             try:
                 n = await self.db.write(run)
             except Exception:
+                self._series_ids.clear()
                 self.flush_failures += 1
                 log.exception("history flush failed; %d rollup rows lost", len(deltas))
                 return 0
@@ -125,6 +129,9 @@ class HistoryService:
             conn.execute("BEGIN IMMEDIATE")  # the writer's own COMMIT closes this one
             return int(removed)
 
-        removed = await self.db.write(run)
+        try:
+            removed = await self.db.write(run)
+        finally:
+            self._series_ids.clear()
         self.rows_removed += removed
         return removed

@@ -83,6 +83,17 @@ class Sketch:
         above = sum(n for i, n in self.counts.items() if value_of(i) > threshold)
         return above / total
 
+    def to_parts(self) -> tuple[bytes, bytes]:
+        """int32 indexes and uint32 counts, little-endian, as two byte strings."""
+        idx = np.fromiter(self.counts.keys(), dtype="<i4", count=len(self.counts))
+        n = np.fromiter(self.counts.values(), dtype="<u4", count=len(self.counts))
+        return idx.tobytes(), n.tobytes()
+
+    @classmethod
+    def from_parts(cls, idx: bytes, n: bytes) -> Sketch:
+        return cls(dict(zip(np.frombuffer(idx, dtype="<i4").tolist(),
+                            np.frombuffer(n, dtype="<u4").tolist(), strict=True)))
+
     def to_bytes(self) -> bytes:
         """int32 indexes then uint32 counts, little-endian (8 bytes per non-empty bucket)."""
         idx = np.fromiter(self.counts.keys(), dtype="<i4", count=len(self.counts))

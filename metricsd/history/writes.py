@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from metricsd.history.db import TIMED
 from metricsd.history.rollup import Acc, Key
 from metricsd.history.sketch import Sketch
@@ -23,26 +25,49 @@ def key_text(key: Key) -> str:
     return json.dumps(list(key), ensure_ascii=False, separators=(",", ":"))
 
 
-def merge_beacons(conn: sqlite3.Connection, deltas: Mapping[tuple[int, str, Key], Acc]) -> int:
+TAG_SLOTS = 8  # tag counts kept per row (5 status classes, 3 ratings)
+
+
+def series_id(conn: sqlite3.Connection, family: str, key: Key, ids: dict[tuple[str, Key], int]
+              ) -> int:
+    """The id of a (family, key) series, created on first use; `ids` caches them."""
+    found = ids.get((family, key))
+    if found is None:
+        text = key_text(key)
+        conn.execute("INSERT OR IGNORE INTO series (family, key) VALUES (?, ?)", (family, text))
+        found = int(conn.execute("SELECT id FROM series WHERE family = ? AND key = ?",
+                                 (family, text)).fetchone()[0])
+        ids[(family, key)] = found
+    return found
+
+
+def tag_bytes(tags: Sequence[int]) -> bytes:
+    out = np.zeros(TAG_SLOTS, dtype="<u4")
+    n = min(len(tags), TAG_SLOTS)
+    out[:n] = tags[:n]
+    return out.tobytes()
+
+
+def merge_beacons(conn: sqlite3.Connection, deltas: Mapping[tuple[int, str, Key], Acc],
+                  ids: dict[tuple[str, Key], int] | None = None) -> int:
     """Add each (hour, family, key) delta to what the file holds."""
+    ids = {} if ids is None else ids
     get = conn.execute
     for (hour, family, key), acc in deltas.items():
-        text = key_text(key)
-        row = get("SELECT count, total, tags, sketch FROM beacon_hours "
-                  "WHERE hour = ? AND family = ? AND key = ?", (hour, family, text)).fetchone()
-        tags = list(acc.tags)
+        sid = series_id(conn, family, key, ids)
+        row = get("SELECT count, total, tags, bucket_idx, bucket_n FROM beacon_hours "
+                  "WHERE hour = ? AND series = ?", (hour, sid)).fetchone()
+        tags = np.frombuffer(tag_bytes(acc.tags), dtype="<u4").copy()
         sketch = Sketch(dict(acc.buckets))
         count, total = acc.count, acc.total
         if row is not None:
             count += row[0]
             total += row[1]
-            old = json.loads(row[2])
-            tags = [a + b for a, b in zip(tags, old + [0] * (len(tags) - len(old)), strict=True)]
-            sketch.merge(Sketch.from_bytes(row[3]))
-        while len(tags) > 1 and tags[-1] == 0:
-            tags.pop()
+            tags += np.frombuffer(row[2], dtype="<u4")
+            sketch.merge(Sketch.from_parts(row[3], row[4]))
+        idx, n = sketch.to_parts()
         get("INSERT OR REPLACE INTO beacon_hours VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (hour, family, text, count, total, json.dumps(tags), sketch.to_bytes()))
+            (hour, sid, count, total, tags.tobytes(), idx, n))
     return len(deltas)
 
 
@@ -152,6 +177,8 @@ def cut(conn: sqlite3.Connection, before: float) -> int:
     removed = 0
     for table, column in TIMED.items():
         removed += conn.execute(f"DELETE FROM {table} WHERE {column} < ?", (before,)).rowcount
+    conn.execute("DELETE FROM series WHERE NOT EXISTS (SELECT 1 FROM beacon_hours b "
+                 "WHERE b.series = series.id)")
     conn.execute("DELETE FROM statements WHERE NOT EXISTS (SELECT 1 FROM statement_hours h "
                  "WHERE h.target = statements.target AND h.queryid = statements.queryid)")
     return removed

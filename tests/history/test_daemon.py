@@ -33,9 +33,9 @@ def count_in_file(path: Path, route: str) -> int:
     conn = sqlite3.connect(path)
     try:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        row = conn.execute("SELECT coalesce(sum(count), 0) FROM beacon_hours WHERE "
-                           "family = 'api' AND key = ?", (json.dumps(["shop", route, "GET"],
-                                                                     separators=(",", ":")),)
+        row = conn.execute("SELECT coalesce(sum(count), 0) FROM beacon_hours b JOIN series s "
+                           "ON s.id = b.series WHERE s.family = 'api' AND s.key = ?",
+                           (json.dumps(["shop", route, "GET"], separators=(",", ":")),)
                            ).fetchone()
         return int(row[0])
     finally:

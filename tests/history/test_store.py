@@ -106,7 +106,7 @@ async def test_deltas_add_up_across_restarts(tmp_path: Path) -> None:
         await service.close()
     conn = sqlite3.connect(path)
     count, tags = conn.execute("SELECT count, tags FROM beacon_hours").fetchone()
-    assert (count, tags) == (30, "[0, 0, 0, 0, 30]")
+    assert (count, np.frombuffer(tags, dtype="<u4").tolist()) == (30, [0, 0, 0, 0, 30, 0, 0, 0])
     conn.close()
 
 

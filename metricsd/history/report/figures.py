@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ import numpy as np
 
 from metricsd.history.report.period import Period
 from metricsd.history.sketch import Sketch
+from metricsd.history.writes import TAG_SLOTS
 
 API_FAMILY = "api"
 API_LABELS = ("service", "route", "method")
@@ -28,49 +30,48 @@ _OFFSET = 1 << 15  # -sketch.ZERO
 class Series:
     """One series over the period: count, exact tag counts and the merged sketch.
 
-    Hourly sketches are kept as their stored bytes and merged once, with numpy, when the
-    sketch is first asked for (a week at 10,000 series is 1.7 million hourly pieces).
+    Hourly pieces are kept as their stored bytes and merged once, with numpy, when first
+    asked for (a week at 10,000 series is 1.7 million hourly pieces).
     """
 
-    __slots__ = ("_counts", "_idx", "_sketch", "count", "tags", "total")
+    __slots__ = ("_idx", "_n", "_sketch", "_tag_blobs", "_tags", "count", "total")
 
     def __init__(self) -> None:
         self.count = 0
         self.total = 0.0
-        self.tags: list[int] = [0] * 5
+        self._tag_blobs: list[bytes] = []
         self._idx: list[bytes] = []
-        self._counts: list[bytes] = []
+        self._n: list[bytes] = []
+        self._tags: list[int] | None = None
         self._sketch: Sketch | None = None
 
-    def add(self, count: int, total: float, tags: list[int], blob: bytes) -> None:
-        self.count += count
-        self.total += total
-        if len(tags) > len(self.tags):
-            self.tags += [0] * (len(tags) - len(self.tags))
-        for i, n in enumerate(tags):
-            self.tags[i] += n
-        half = len(blob) // 2
-        self._idx.append(blob[:half])
-        self._counts.append(blob[half:])
-        self._sketch = None
+    def add(self, tags: bytes, idx: bytes, n: bytes) -> None:
+        self._tag_blobs.append(tags)
+        self._idx.append(idx)
+        self._n.append(n)
 
     def absorb(self, other: Series) -> None:
-        """Add another series (a family's total, a day's total)."""
+        """Add another series (a family's total)."""
         self.count += other.count
         self.total += other.total
-        if len(other.tags) > len(self.tags):
-            self.tags += [0] * (len(other.tags) - len(self.tags))
-        for i, n in enumerate(other.tags):
-            self.tags[i] += n
+        self._tag_blobs += other._tag_blobs
         self._idx += other._idx
-        self._counts += other._counts
-        self._sketch = None
+        self._n += other._n
+        self._tags = self._sketch = None
+
+    @property
+    def tags(self) -> list[int]:
+        if self._tags is None:
+            blob = b"".join(self._tag_blobs)
+            rows = np.frombuffer(blob, dtype="<u4").reshape(-1, TAG_SLOTS)
+            self._tags = rows.sum(axis=0, dtype=np.int64).tolist()
+        return self._tags
 
     @property
     def sketch(self) -> Sketch:
         if self._sketch is None:
             idx = np.frombuffer(b"".join(self._idx), dtype="<i4")
-            counts = np.frombuffer(b"".join(self._counts), dtype="<u4").astype(np.int64)
+            counts = np.frombuffer(b"".join(self._n), dtype="<u4").astype(np.int64)
             # Indexes fit in 16 bits (sketch.ZERO is the lowest): one dense bincount, no sort.
             dense = np.bincount(idx.astype(np.int64) + _OFFSET, weights=counts,
                                 minlength=1 << 16)
@@ -127,36 +128,38 @@ def read(conn: sqlite3.Connection, period: Period) -> Figures:
     start, end = period.start, period.end
     days = period.days()
 
-    def day_of(hour: float) -> str | None:
-        for name, a, b in days:
-            if a <= hour < b:
-                return name
-        return None
-
-    keys: dict[str, tuple[str, ...]] = {}
-    tag_lists: dict[str, list[int]] = {}
-    days_of: dict[int, str | None] = {}
-    for hour, family, key, count, total, tags, blob in conn.execute(
-            "SELECT hour, family, key, count, total, tags, sketch FROM beacon_hours "
+    names = {sid: (family, tuple(json.loads(key)))
+             for sid, family, key in conn.execute("SELECT id, family, key FROM series")}
+    by_id: dict[int, Series] = {}
+    for sid, count, total in conn.execute(
+            "SELECT series, sum(count), sum(total) FROM beacon_hours WHERE hour >= ? AND "
+            "hour < ? GROUP BY series", (start, end)):
+        if sid not in names:  # pragma: no cover - removed by retention meanwhile
+            continue
+        family, key = names[sid]
+        s = by_id[sid] = fig.beacons.setdefault(family, {}).setdefault(key, Series())
+        s.count += count
+        s.total += total
+    day_starts = [a for _, a, _ in days]
+    day_names = [name for name, _, _ in days]
+    family_of = {sid: names[sid][0] for sid in by_id}
+    daily: dict[tuple[str, int], Series] = {}  # (family, day index) -> every series
+    for hour, sid, tags, idx, n in conn.execute(
+            "SELECT hour, series, tags, bucket_idx, bucket_n FROM beacon_hours "
             "WHERE hour >= ? AND hour < ?", (start, end)):
-        tag_list = tag_lists.get(tags)
-        if tag_list is None:
-            tag_list = tag_lists[tags] = json.loads(tags)
-        k = keys.get(key)
-        if k is None:
-            k = keys[key] = tuple(json.loads(key))
-        series = fig.beacons.setdefault(family, {})
-        s = series.get(k)
-        if s is None:
-            s = series[k] = Series()
-        s.add(count, total, tag_list, blob)
-        day = days_of[hour] if hour in days_of else days_of.setdefault(hour, day_of(hour))
-        if day is not None:
-            daily = fig.daily.setdefault(family, {})
-            d = daily.get(day)
-            if d is None:
-                d = daily[day] = Series()
-            d.add(count, total, tag_list, blob)
+        s = by_id.get(sid)
+        if s is None:  # pragma: no cover
+            continue
+        s._tag_blobs.append(tags)
+        s._idx.append(idx)
+        s._n.append(n)
+        slot = (family_of[sid], bisect_right(day_starts, hour) - 1)
+        d = daily.get(slot)
+        if d is None:
+            d = daily[slot] = Series()
+        d.add(tags, idx, n)
+    for (family, day), d in daily.items():
+        fig.daily.setdefault(family, {})[day_names[day]] = d
     for target, qid, calls, time_s, rows, plan, query, first in conn.execute(
             "SELECT h.target, h.queryid, sum(h.calls), sum(h.time_s), sum(h.rows), "
             "max(h.plan_hash), s.query, s.first_seen FROM statement_hours h "
