@@ -147,12 +147,10 @@ def read(conn: sqlite3.Connection, period: Period) -> Figures:
     for hour, sid, tags, idx, n in conn.execute(
             "SELECT hour, series, tags, bucket_idx, bucket_n FROM beacon_hours "
             "WHERE hour >= ? AND hour < ?", (start, end)):
-        s = by_id.get(sid)
-        if s is None:  # pragma: no cover
+        piece = by_id.get(sid)
+        if piece is None:  # pragma: no cover
             continue
-        s._tag_blobs.append(tags)
-        s._idx.append(idx)
-        s._n.append(n)
+        piece.add(tags, idx, n)
         slot = (family_of[sid], bisect_right(day_starts, hour) - 1)
         d = daily.get(slot)
         if d is None:
