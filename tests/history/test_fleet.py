@@ -62,7 +62,7 @@ async def test_fleet_p95_is_histogram_quantile_over_both_instances(
         f'sum(increase(metricsd_api_requests_total{{route="/checkout"}}[{seconds}s]))'),
         time=f"{end:.3f}")
     assert row["requests"] == round(float(requests["result"][0]["value"][1]))
-    assert "histogram_quantile" in row["method"] and prom.url in row["method"]
+    assert "histogram_quantile" in row["source"] and prom.url in row["source"]
     api95 = next(t for t in report["targets"] if t["name"] == "API p95")
     assert "Prometheus" in api95["method"] and api95["value"] is not None
     assert report["source"]["kind"] == "prometheus"

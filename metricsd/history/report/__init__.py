@@ -90,7 +90,7 @@ async def from_prometheus(url: str, path: str | Path | None, period: Period,
             "previous_p95_ms": None if prev95 is None else prev95 * 1000,
             "p95_change_ms": None if delta is None else delta * 1000,
             "p95_change_ratio": (p95 / prev95 - 1) if delta is not None and prev95 else None,
-            "previous_requests": round(old.get("requests", 0.0)), "method": method})
+            "previous_requests": round(old.get("requests", 0.0)), "source": method})
     routes.sort(key=lambda r: (-r["requests"], r.get("route", "")))
     report["routes"] = routes
     changed = [r for r in routes if r["p95_change_ms"] is not None]

@@ -52,7 +52,7 @@ def _sections(r: dict[str, Any]) -> list[tuple[str, Row, list[Row]]]:
                 [[f"{x.get('method', '')} {x.get('route', '')} ({x.get('service', '')})",
                   _num(x["requests"]), _num(x["errors_5xx"]), _num(x["p95_ms"]),
                   _num(x["p99_ms"]), _num(x["previous_p95_ms"]),
-                  "prometheus" if x.get("method") else "history"] for x in r["routes"]]))
+                  "prometheus" if x.get("source") else "history"] for x in r["routes"]]))
     out.append(("Pages (Web Vitals p75)", ["vital", "page", "samples", "p75", "p75 before",
                                            "good / needs improvement / poor"],
                 [[x["metric"], x["page"], _num(x["samples"]), _num(x["p75"], 3),
