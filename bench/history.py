@@ -81,11 +81,49 @@ async def build_week(path: Path, series: int, per_hour: int) -> dict[str, float]
             "write_s_per_hour": statistics.median(write_s)}
 
 
+def tap_overhead(rounds: int = 7) -> dict[str, float]:
+    """The store's write path without and with the tap attached, alternating (medians)."""
+    from metricsd.history.tap import Tap
+
+    rng = np.random.default_rng(2)
+    keys = [("bench", f"/r{i % 500}", "GET") for i in range(20_000)]
+    values = rng.lognormal(-3, 1, len(keys)).tolist()
+    stamps = [1e9] * len(keys)
+    tags = [1] * len(keys)
+    extras = [0] * len(keys)
+    times: dict[str, list[float]] = {k: [] for k in ("single_off", "single_on", "batch_off",
+                                                     "batch_on")}
+    for _ in range(rounds):
+        for mode in ("off", "on"):
+            store = make_store(1000)
+            store.tap = Tap(10_000_000) if mode == "on" else None
+            started = time.perf_counter()
+            for k, v, st, t in zip(keys, values, stamps, tags, strict=True):
+                store.observe("api", k, v, st, t)
+            times[f"single_{mode}"].append((time.perf_counter() - started) / len(keys))
+            started = time.perf_counter()
+            for i in range(0, len(keys), 1000):
+                store.observe_columns("api", keys[i:i + 1000], values[i:i + 1000],
+                                      stamps[i:i + 1000], tags[i:i + 1000], extras[i:i + 1000])
+            times[f"batch_{mode}"].append((time.perf_counter() - started) / len(keys))
+    med = {k: statistics.median(v) * 1e9 for k, v in times.items()}
+    return {"single_ns_per_sample_without": med["single_off"],
+            "single_ns_per_sample_with": med["single_on"],
+            "single_ratio": med["single_on"] / med["single_off"],
+            "batch_ns_per_sample_without": med["batch_off"],
+            "batch_ns_per_sample_with": med["batch_on"],
+            "batch_ratio": med["batch_on"] / med["batch_off"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--tap-only", action="store_true")
     parser.add_argument("--series", type=int, default=10_000)
     parser.add_argument("--per-hour", type=int, default=20, help="samples per series and hour")
     args = parser.parse_args()
+    print(json.dumps({"tap": tap_overhead()}, indent=1), flush=True)
+    if args.tap_only:
+        return
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "history.sqlite"
         cost = asyncio.run(build_week(path, args.series, args.per_hour))
