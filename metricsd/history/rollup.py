@@ -8,7 +8,7 @@ a restart in the middle of an hour keeps the part already written.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,30 +39,27 @@ class BeaconRollups:
         self.pending: dict[tuple[int, str, Key], Acc] = {}
         self.samples = 0
 
-    def add(self, family: str, keys: Sequence[Key], values: npt.NDArray[np.float64],
-            stamps: npt.NDArray[np.float64], tags: npt.NDArray[np.int64]) -> None:
-        """Group a family's samples by series, hour, bucket and tag with numpy."""
-        if len(keys) == 0:
+    def add(self, family: str, slots: npt.NDArray[np.int64], keys: Mapping[int, Key],
+            values: npt.NDArray[np.float64], stamps: npt.NDArray[np.float64],
+            tags: npt.NDArray[np.int64]) -> None:
+        """Group a family's samples by series (slot), hour, bucket and tag with numpy."""
+        if len(slots) == 0:
             return
-        ids: dict[Key, int] = {}
-        kid = np.fromiter((ids.setdefault(k, len(ids)) for k in keys), dtype=np.int64,
-                          count=len(keys))
         hours = (np.floor(stamps / HOUR)).astype(np.int64)
         h0 = int(hours.min())
         hoff = hours - h0
         span = int(hoff.max()) + 1
         idx = np.clip(sketch.indexes(values) + (1 << 15), 0, _IDX_SPAN - 1)
         tag = np.clip(tags, 0, _TAGS - 1)
-        series = kid * span + hoff
+        series = slots * span + hoff
         composite = (series * _IDX_SPAN + idx) * _TAGS + tag
         uniq, counts = np.unique(composite, return_counts=True)
         groups, inverse = np.unique(series, return_inverse=True)
         sums = np.bincount(inverse, weights=values)
-        key_of = list(ids)
         accs: dict[int, Acc] = {}
         for g, s in zip(groups.tolist(), sums.tolist(), strict=True):
             k, off = divmod(g, span)
-            slot = ((h0 + off) * HOUR, family, key_of[k])
+            slot = ((h0 + off) * HOUR, family, keys[k])
             acc = self.pending.get(slot)
             if acc is None:
                 acc = self.pending[slot] = Acc()
@@ -76,7 +73,7 @@ class BeaconRollups:
             acc.tags[t] += n
             b = i - (1 << 15)
             acc.buckets[b] = acc.buckets.get(b, 0) + n
-        self.samples += len(keys)
+        self.samples += len(slots)
 
     def flush(self) -> dict[tuple[int, str, Key], Acc]:
         """Hand over the deltas and start again."""

@@ -57,11 +57,17 @@ class HistoryService:
         finally:
             await asyncio.to_thread(self.db.stop)
 
+    def _keys_of(self, family: str) -> dict[int, tuple[str, ...]]:
+        """Slot -> series key of one store family, as it is now."""
+        if self.store is None or family not in self.store.families:
+            return {}
+        return {slot: key for key, slot in self.store.families[family].slot_of.items()}
+
     async def flush(self, now: float | None = None) -> int:
         """Queued samples into rollups, rollups into the file (one transaction)."""
         async with self._lock:
             now = self.clock() if now is None else now
-            self.tap.drain(self.rollups)
+            self.tap.drain(self.rollups, self._keys_of)
             deltas = self.rollups.flush()
             quality: dict[str, float] = {}
             if self.store is not None:

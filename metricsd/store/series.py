@@ -42,13 +42,15 @@ Sample = tuple[Any, ...]
 
 
 class SampleTap(Protocol):
-    """Told of every stored sample (the history's rollups); each call must be O(1)."""
+    """Told of every stored sample (the history's rollups) by slot; each call must be O(1).
 
-    def one(self, family: str, key: tuple[str, ...], value: float, stamp: float,
-            tag: int) -> None: ...
+    A slot names its series until expiry releases it, and expiry only takes series idle
+    for `idle_timeout`, so a reader that maps slots to keys soon after (seconds) is safe.
+    """
 
-    def many(self, family: str, keys: Sequence[tuple[str, ...]], values: Any, stamps: Any,
-             tags: Any) -> None: ...
+    def one(self, family: str, slot: int, value: float, stamp: float, tag: int) -> None: ...
+
+    def many(self, family: str, slots: Any, values: Any, stamps: Any, tags: Any) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -255,7 +257,7 @@ class Store:
         if slot is None:
             return None
         if self.tap is not None:
-            self.tap.one(family_name, key, value, stamp, tag)
+            self.tap.one(family_name, slot, value, stamp, tag)
         return slot, family.record(slot, value, stamp, tag, extra)
 
     def observe_many(self, samples: Sequence[Sample]) -> list[bool]:
@@ -301,19 +303,19 @@ class Store:
                 stored = [slot is not None for slot in slots]
                 keep = [i for i, ok in enumerate(stored) if ok]
                 slots = [slots[i] for i in keep]
-                keys = [keys[i] for i in keep]
                 values, stamps, tags, extras = (
                     [col[i] for i in keep] for col in (values, stamps, tags, extras)
                 )
                 if not slots:
                     return stored
+        slot_array = np.array(slots, dtype=np.int64)
         value_array = np.asarray(values, dtype=np.float64)
         stamp_array = np.asarray(stamps, dtype=np.float64)
         tag_array = np.asarray(tags, dtype=np.uint8)
-        family.record_many(np.array(slots, dtype=np.int64), value_array, stamp_array,
-                           tag_array, np.asarray(extras, dtype=np.int64))
+        family.record_many(slot_array, value_array, stamp_array, tag_array,
+                           np.asarray(extras, dtype=np.int64))
         if self.tap is not None:  # the columns just built, queued by reference
-            self.tap.many(name, keys, value_array, stamp_array, tag_array)
+            self.tap.many(name, slot_array, value_array, stamp_array, tag_array)
         return stored
 
     def window_stats(self, family: SeriesFamily, now: float) -> WindowStats:

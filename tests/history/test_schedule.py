@@ -21,6 +21,7 @@ from metricsd.config import Config, HistoryConfig
 from metricsd.history.report.period import last_full_week, week_period
 from metricsd.history.report.schedule import ReportScheduler, next_run
 from metricsd.history.service import HistoryService
+from tests.history.stores import make_store, observe
 
 
 class Clock:
@@ -78,12 +79,12 @@ async def test_digest_reaches_slack_and_webhook_at_the_scheduled_time(
     })
     berlin = ZoneInfo("Europe/Berlin")
     clock = Clock(datetime(2026, 11, 30, 8, 58, tzinfo=berlin).timestamp())
-    history = HistoryService(HistoryConfig(path=str(tmp_path / "h.sqlite")), None, clock)
+    store = make_store()
+    history = HistoryService(HistoryConfig(path=str(tmp_path / "h.sqlite")), store, clock)
     await history.open()
     # Slow API traffic in W48 so that a target is missed.
     stamps = np.full(100, datetime(2026, 11, 25, 12, tzinfo=berlin).timestamp())
-    history.tap.many("api", [("shop", "/slow", "GET")] * 100, np.full(100, 1.2), stamps,
-                     np.ones(100, dtype=np.int64))
+    observe(store, "api", [("shop", "/slow", "GET")] * 100, np.full(100, 1.2), stamps, [1] * 100)
     await history.flush()
     scheduler = ReportScheduler(config, history.db, clock)
     async with aiohttp.ClientSession() as session:

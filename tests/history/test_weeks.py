@@ -5,7 +5,6 @@ samples (p95 within the sketch's 1%, counts exact, regressions in order)."""
 from __future__ import annotations
 
 import asyncio
-import inspect
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from metricsd.history.report import from_history, render
 from metricsd.history.report.period import week_period
 from metricsd.history.service import HistoryService
 from metricsd.history.sketch import RELATIVE_ERROR
-from metricsd.store.series import LATENCY_BUCKETS, STATUS_CLASSES, FamilySpec, Store
+from tests.history.stores import make_store
 
 W47 = week_period("2026-W47")
 W48 = week_period("2026-W48")
@@ -29,16 +28,6 @@ RATINGS = ("good", "needs-improvement", "poor")
 # Route -> (median seconds in W47, factor in W48): /b regresses most, /c improves.
 ROUTES = {"/a": (0.05, 1.0), "/b": (0.12, 2.5), "/c": (0.3, 0.5), "/d": (0.02, 1.3)}
 PAGES = {"/home": (1.8, 1.6), "/cart": (2.2, 0.9)}
-
-
-def make_store() -> Store:
-    specs = [FamilySpec("api", ("service", "route", "method"), LATENCY_BUCKETS, STATUS_CLASSES),
-             FamilySpec("LCP", ("page",), (1.0, 2.5, 4.0), RATINGS)]
-    if "families" in inspect.signature(Store).parameters:  # the store learns its families
-        return Store(max_series=100, window_samples=256, window_seconds=300,
-                     idle_timeout=1e9, families=specs)
-    return Store(max_series=100, window_samples=256, window_seconds=300,  # pragma: no cover
-                 idle_timeout=1e9)
 
 
 def nearest_rank(values: np.ndarray, q: float) -> float:
@@ -123,7 +112,7 @@ class FakeAlerts:
 async def drive_week(path: Path, period: Any, scale: bool, truth: Truth,
                      rng: np.random.Generator) -> None:
     """One week of beacons (batches and singles), statements and alerts; then stop."""
-    store = make_store()
+    store = make_store(100)
     service = HistoryService(HistoryConfig(path=str(path)), store, clock=lambda: period.start)
     await service.open()
     pg, alerts = FakePg(), FakeAlerts()
