@@ -14,6 +14,7 @@ from aiohttp import web
 
 from metricsd import alerting, core, history, ingest, overview, pgbouncer, postgres
 from metricsd import web as routes
+from metricsd.clientlog import ConciseServerLog
 from metricsd.config import Config
 from metricsd.web.auth import admin_auth
 
@@ -23,8 +24,12 @@ def create_app(config: Config, path: str | Path | None = None) -> web.Applicatio
 
     `path` is the file `config` came from, re-read on reload (None: defaults and env).
     """
+    # Request bodies are decompressed by the beacon routes themselves (bounded, strict):
+    # aiohttp's decompression accepts trailing garbage and answers corrupt data with a 500.
     app = web.Application(client_max_size=config.ingest.max_body_bytes,
-                          middlewares=[admin_auth])
+                          middlewares=[admin_auth],
+                          handler_args={"auto_decompress": False,
+                                        "logger": ConciseServerLog()})
     core.setup(app, config, path)  # config, registry, scheduler, readiness, reload
     ingest.setup(app)  # store, beacon kinds, rate limiter, expiry job
     postgres.setup(app)  # targets, pools (context), scrape jobs, exporter

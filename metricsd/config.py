@@ -83,6 +83,17 @@ class RateLimitConfig(_Model):
     trusted_proxies: list[IPvAnyNetwork] = []
 
 
+class BudgetsConfig(_Model):
+    """Series per beacon kind out of ingest.max_series; null takes the default share."""
+
+    timings: int | None = Field(None, ge=1)  # authenticated API series; default 70%
+    vitals: int | None = Field(None, ge=1)  # anonymous browser series; default 30%
+
+
+# Share of ingest.max_series a kind gets when ingest.budgets does not say.
+DEFAULT_BUDGET_SHARES: dict[str, float] = {"timings": 0.7, "vitals": 0.3}
+
+
 class IngestConfig(_Model):
     """Beacon ingestion limits and access."""
 
@@ -98,6 +109,31 @@ class IngestConfig(_Model):
     vitals_dedupe_ttl: Duration = 1800.0
     vitals_dedupe_max_ids: int = Field(200_000, ge=1)
     rate_limit: RateLimitConfig = RateLimitConfig()
+    budgets: BudgetsConfig = BudgetsConfig()
+
+    def series_budgets(self) -> dict[str, int]:
+        """Series per beacon kind: what budgets sets, the rest of max_series to the others.
+
+        Separate budgets mean anonymous browser traffic (vitals, any page a visitor makes
+        up) can fill only its own share, never the slots of authenticated API series.
+        """
+        given = {k: v for k, v in self.budgets.model_dump().items() if v is not None}
+        left = self.max_series - sum(given.values())
+        unset = [k for k in DEFAULT_BUDGET_SHARES if k not in given]
+        total_share = sum(DEFAULT_BUDGET_SHARES[k] for k in unset)
+        out = dict(given)
+        for kind in unset:
+            out[kind] = max(1, int(left * DEFAULT_BUDGET_SHARES[kind] / total_share))
+        return out
+
+    @model_validator(mode="after")
+    def _budgets_fit(self) -> IngestConfig:
+        given = [v for v in self.budgets.model_dump().values() if v is not None]
+        unset = len(DEFAULT_BUDGET_SHARES) - len(given)
+        if sum(given) + unset > self.max_series:
+            raise ValueError(f"budgets ({sum(given)} series, plus at least 1 per unset kind) "
+                             f"exceed max_series ({self.max_series})")
+        return self
 
     @field_validator("tokens")
     @classmethod
@@ -165,6 +201,9 @@ class PostgresConfig(_Model):
     slow_query_ms: float = Field(500.0, gt=0)
     top_statements: int = Field(50, ge=1, le=10_000)
     query_text_length: int = Field(1000, ge=16, le=100_000)
+    # Query text can hold literals (emails, tokens) and /metrics is open to anyone who can
+    # reach the port: metricsd_pg_statements_query_info is exported only when this is on.
+    export_query_text: bool = False
     query_text_cache: int = Field(20_000, ge=1)
     missing_index_min_rows: int = Field(10_000, ge=0)
     bloat_min_bytes: int = Field(1_048_576, ge=0)
@@ -319,6 +358,15 @@ class AdminConfig(_Model):
     history_minutes: int = Field(180, ge=10, le=10_080)
 
 
+class ServerConfig(_Model):
+    """HTTP connections: how long a client may take, how many sockets one address may hold."""
+
+    header_timeout: Duration = 10.0  # from a request's first byte to the end of its headers
+    body_timeout: Duration = 30.0  # to receive a beacon body; then 408 and the socket closes
+    keepalive_timeout: Duration = 75.0  # an idle connection (no request) is closed after this
+    max_connections_per_ip: int = Field(256, ge=1)  # beyond: 429; trusted proxies exempt
+
+
 class HistoryConfig(_Model):
     """The history file behind reports: hourly rollups that survive restarts (docs/history.md)."""
 
@@ -400,6 +448,7 @@ class Config(_Model):
     listen: str = "127.0.0.1:9811"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_timeout: Duration = 10.0
+    server: ServerConfig = ServerConfig()
     ingest: IngestConfig = IngestConfig()
     postgres: PostgresConfig = PostgresConfig()
     pgbouncer: PgBouncerConfig = PgBouncerConfig()

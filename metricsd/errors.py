@@ -31,6 +31,10 @@ class BeaconError(MetricsdError):
         self.reason = reason
 
 
+class LabelError(BeaconError):
+    """A label value is not printable, normalisable text of bounded length (metricsd.labels)."""
+
+
 class RuleError(MetricsdError):
     """An alerting rule cannot be loaded or is outside the supported PromQL subset."""
 

@@ -5,7 +5,8 @@ request bytes still arriving, so a beacon whose body is in transit is lost. Here
 listening socket closes first, requests already started get most of `shutdown_timeout`
 to complete, and only then does aiohttp's cleanup run (idle connections, cleanup
 contexts). The whole stop, from the signal to the exit, fits in `shutdown_timeout`:
-see `shutdown_budget`.
+see `shutdown_budget`. Sockets go through a ConnectionGuard (header timeout, idle
+timeout, connections per IP; connguard.py).
 
 SIGHUP reloads the configuration (metricsd.core.reload), as Prometheus and Alertmanager do.
 """
@@ -25,6 +26,7 @@ from aiohttp import web
 from metricsd import core
 from metricsd.app import create_app
 from metricsd.config import Config
+from metricsd.connguard import ConnectionGuard, GuardedSite
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +109,14 @@ async def run(config: Config, path: str | Path | None = None,
     app = create_app(config, path)
     app[core.RUNTIME].overrides.update(overrides or {})
     _, cancel, _ = shutdown_budget(config.shutdown_timeout)
+    limits = config.server  # connection limits are read once: a reload keeps the sockets
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=cancel,
-                           handle_signals=False)
+                           handle_signals=False, keepalive_timeout=limits.keepalive_timeout)
     await runner.setup()
+    guard = ConnectionGuard(limits.header_timeout, limits.keepalive_timeout,
+                            limits.max_connections_per_ip,
+                            config.ingest.rate_limit.trusted_proxies)
+    sweeper = asyncio.create_task(guard.run())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -117,7 +124,7 @@ async def run(config: Config, path: str | Path | None = None,
     uninstall_reload = install_reload_signal(loop, app)
     deadline = None
     try:
-        site = web.TCPSite(runner, config.host, config.port)
+        site = GuardedSite(runner, config.host, config.port, guard)
         await site.start()
         log.info("metricsd listening on http://%s:%d", config.host, config.port)
         await stop.wait()
@@ -130,6 +137,7 @@ async def run(config: Config, path: str | Path | None = None,
         if left:
             log.warning("%d request(s) still running after %gs; cancelling them", left, grace)
     finally:
+        sweeper.cancel()
         uninstall_reload()
         remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
         try:

@@ -45,6 +45,7 @@ def setup(app: web.Application) -> None:
         window_seconds=config.window.seconds,
         idle_timeout=config.series_idle_timeout,
         started_at=time.time(),
+        budgets=config.series_budgets(),
     )
     counters = app[SELF_METRICS] = SelfMetrics()
     app[BEACON_TYPES] = {name: cls(config, store, counters) for name, cls in BEACONS.items()}
@@ -56,15 +57,17 @@ def setup(app: web.Application) -> None:
     app[REGISTRY].register(SelfCollector(store, counters))
     app[READINESS]["ingest"] = lambda: {
         "ok": True, "series": store.series_count, "max_series": store.pool.slots,
+        "budgets": {kind: {"series": store.in_budget[kind], "limit": limit}
+                    for kind, limit in store.budgets.items()},
     }
     app[SCHEDULER].add_job(_expire, "interval", args=[store], seconds=60,
                            id=EXPIRE_JOB, max_instances=1, coalesce=True)
     register_reloader(app, "ingest", partial(_reload, app))
 
 
-# The store's arrays are sized at start-up, and CORS is registered with the routes: these
-# keep their start-up values on reload (logged).
-RESTART_ONLY = ("max_series", "window", "series_idle_timeout", "cors_origins")
+# The store's arrays and series budgets are sized at start-up: these keep their start-up
+# values on reload (logged). CORS origins are read per request (web/beacons.py).
+RESTART_ONLY = ("max_series", "window", "series_idle_timeout", "budgets")
 
 
 async def _reload(app: web.Application, old: Config, new: Config) -> Apply | None:

@@ -13,8 +13,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from metricsd import labels
 from metricsd.config import IngestConfig
 from metricsd.errors import BeaconError
+from metricsd.ingest.normalize import normalize_path
 from metricsd.ingest.selfmetrics import SelfMetrics
 from metricsd.store.series import Store
 
@@ -113,6 +115,7 @@ class BeaconType(ABC):
     # --- field checks shared by the beacon types -------------------------------------
 
     def string(self, item: dict[str, Any], name: str, required: bool = True) -> str | None:
+        """A label-bound text field, passed through metricsd.labels (the one choke point)."""
         value = item.get(name)
         if value is None:
             if required:
@@ -120,18 +123,32 @@ class BeaconType(ABC):
             return None
         if type(value) is not str:
             raise BeaconError(f"{name} must be a string", "wrong_type")
-        if not value or len(value) > self.max_len:
+        if not value:
+            raise BeaconError(f"{name} must be 1 to {self.max_len} characters", "bad_string")
+        return labels.check(value, name, self.max_len)
+
+    def path(self, raw: str, name: str) -> str:
+        """A checked path normalised (`/orders/:id`); ids made longer still fit the bound."""
+        path = normalize_path(raw)
+        if len(path) > self.max_len:
             raise BeaconError(
-                f"{name} must be 1 to {self.max_len} characters", "bad_string"
-            )
-        if not value.isprintable():
-            raise BeaconError(f"{name} must not contain control characters", "bad_string")
-        return value
+                f"{name} is longer than {self.max_len} characters once ids become :id",
+                "bad_string")
+        return path
 
 
 SERIES_LIMIT = BeaconError(
-    "series limit reached (ingest.max_series): sample dropped", "series_limit"
+    "series limit reached (ingest.max_series, or this kind's share in ingest.budgets): "
+    "sample dropped", "series_limit"
 )
+
+
+def _finite(value: Any) -> bool:
+    """A JSON number that is a finite float or an int of any size (no float() overflow)."""
+    kind = type(value)
+    if kind is int:
+        return True
+    return kind is float and math.isfinite(value)
 
 
 def number(item: dict[str, Any], name: str, low: float, high: float) -> float:
@@ -142,15 +159,24 @@ def number(item: dict[str, Any], name: str, low: float, high: float) -> float:
     kind = type(value)
     if kind is not float and kind is not int:
         raise BeaconError(f"{name} must be a number", "wrong_type")
-    if not math.isfinite(value):
+    if not _finite(value):
         raise BeaconError(f"{name} must be finite", "out_of_range")
+    # Compared before float(): Python compares an int of any size exactly, while
+    # float(10**400) raises OverflowError.
     if not low <= value <= high:
         raise BeaconError(f"{name} must be between {low:g} and {high:g}", "out_of_range")
     return float(value)
 
 
+# Epoch values are compared against this before any arithmetic, so an int of any size is
+# refused as out of range instead of overflowing a float division.
+_MAX_EPOCH = 1e15
+
+
 def stamp_in_range(value: float, now: float) -> float | None:
     """Unix seconds (or milliseconds) within the accepted range, clamped to now; else None."""
+    if not -_MAX_EPOCH < value < _MAX_EPOCH:
+        return None
     stamp = value / 1000.0 if value > _MS_EPOCH_THRESHOLD else float(value)
     if stamp > now + MAX_CLOCK_SKEW_S or stamp < now - MAX_SAMPLE_AGE_S:
         return None
@@ -162,8 +188,7 @@ def timestamp(item: dict[str, Any], now: float) -> float:
     value = item.get("timestamp")
     if value is None:
         return now
-    kind = type(value)
-    if (kind is not float and kind is not int) or not math.isfinite(value):
+    if not _finite(value):
         raise BeaconError("timestamp must be Unix seconds or milliseconds", "wrong_type")
     stamp = stamp_in_range(value, now)
     if stamp is None:

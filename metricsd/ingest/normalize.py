@@ -37,13 +37,13 @@ def normalize_path(raw: str) -> str:
     return "/" + "/".join(ID if _ID_SEGMENT.match(s) else s for s in segments)
 
 
-def page_from_referer(referer: str) -> str | None:
-    """The normalised path of a Referer URL, or None when it has none we can use."""
+def referer_path(referer: str) -> str | None:
+    """The raw path of a Referer URL (not yet checked or normalised), or None."""
     try:
         path = urlsplit(referer).path
     except ValueError:
         return None
-    return normalize_path(path) if path else None
+    return path or None
 
 
 def normalize_method(raw: str) -> str:

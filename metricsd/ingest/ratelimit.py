@@ -62,9 +62,21 @@ def client_address(
     if not trusted or not forwarded_for or not _in(address, trusted):
         return address
     for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
+        if not _is_ip(hop):  # a forged or garbled hop: trust nothing left of it
+            return address
         if not _in(hop, trusted):
             return hop
+        address = hop
     return address
+
+
+@lru_cache(maxsize=4096)
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _in(address: str, networks: Sequence[ipaddress._BaseNetwork]) -> bool:

@@ -20,7 +20,7 @@ from metricsd.ingest.base import (
     stamp_in_range,
     timestamp,
 )
-from metricsd.ingest.normalize import normalize_method, normalize_path
+from metricsd.ingest.normalize import normalize_method
 from metricsd.ingest.selfmetrics import SelfMetrics
 from metricsd.store.series import VECTOR_BATCH, Store
 
@@ -68,7 +68,9 @@ class TimingsBeacon(BeaconType):
         try:
             start = body.lstrip()[:1]
             items = self._decode_batch(body) if start == b"[" else [self._decode_one(body)]
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        # RecursionError: msgspec skips unknown fields recursively; deep nesting goes to the
+        # general path, whose decoder refuses it before decoding.
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             return None
         n = len(items)
         if not n or n > self.config.max_items:
@@ -166,7 +168,7 @@ class TimingsBeacon(BeaconType):
         duration_ms = number(item, "duration_ms", 0.0, self.max_ms)
         stamp = timestamp(item, ctx.now)
         assert service is not None and route is not None and method is not None
-        key = (service, normalize_path(route), normalize_method(method))
+        key = (service, self.path(route, "route"), normalize_method(method))
         if len(self.keys) >= KEY_CACHE_SIZE:
             self.keys.clear()
         self.keys[(service, route, method)] = key

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+from metricsd import labels
 from metricsd.config import IngestConfig
 from metricsd.errors import BeaconError
 from metricsd.ingest.base import (
@@ -24,7 +25,7 @@ from metricsd.ingest.base import (
     number,
     register,
 )
-from metricsd.ingest.normalize import normalize_path, page_from_referer
+from metricsd.ingest.normalize import referer_path
 from metricsd.ingest.selfmetrics import SelfMetrics
 from metricsd.store.series import NAVIGATION_TYPES, RATINGS, VITALS, Store
 
@@ -103,9 +104,9 @@ class VitalsBeacon(BeaconType):
         nav = self.string(item, "navigationType", required=False)
         page = self.string(item, "page", required=False)
         if page is not None:
-            page = normalize_path(page)
+            page = self.path(page, "page")
         elif ctx.referer:
-            page = page_from_referer(ctx.referer[: self.max_len * 4])
+            page = self._referer_page(ctx.referer)
         assert ident is not None
         return (
             spec.name,
@@ -116,6 +117,18 @@ class VitalsBeacon(BeaconType):
             _NAV_INDEX.get(nav, _OTHER_NAV) if nav else _NAV_INDEX["navigate"],
             ident,
         )
+
+    def _referer_page(self, referer: str) -> str | None:
+        """The page of a Referer header, held to the same rules as the `page` field.
+
+        A header is untrusted bytes (aiohttp keeps undecodable ones as lone surrogates),
+        so its path passes metricsd.labels like any beacon field; a bad one rejects the item.
+        """
+        raw = referer_path(referer[: self.max_len * 4])
+        if not raw:
+            return None
+        return self.path(labels.check(raw, "page (from the Referer header)", self.max_len),
+                         "page (from the Referer header)")
 
     def record(self, samples: list[Sample], result: BatchResult, indexes: list[int]) -> None:
         """Write new ids; a repeated id updates its window sample instead of adding one."""

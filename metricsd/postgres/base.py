@@ -13,6 +13,7 @@ from prometheus_client.samples import Sample
 from metricsd.config import PostgresConfig
 from metricsd.errors import CollectorError
 from metricsd.export.text import escape_label_value, label_string, number
+from metricsd.labels import clean_all
 from metricsd.postgres.targets import ServerInfo
 
 
@@ -51,6 +52,9 @@ class Snapshot:
 class FamilyBuilder:
     """Samples per declared family as (label text, labels, value).
 
+    Every label value PostgreSQL gives (catalog names, users, query text) passes
+    metricsd.labels.clean here: escaped and bounded, never dropped.
+
     The label text is escaped once per series (and shared by all its families), so the
     exposition lines cost one f-string per sample; prometheus_client Samples are only
     built when someone collects (alerts, tests).
@@ -72,12 +76,14 @@ class FamilyBuilder:
     def add(self, name: str, value: float | None, **labels: str) -> None:
         """One sample; None means unknown and is left out rather than exported as NaN."""
         if value is not None:
+            labels = clean_all(labels)
             self.rows[name].append((self._text(labels), labels, value))
 
     def add_series(
         self, labels: dict[str, str], values: Iterable[tuple[str, float | None]]
     ) -> str:
         """Several families' samples of one series (same labels); returns its label text."""
+        labels = clean_all(labels)
         text = self._text(labels)
         rows = self.rows
         for name, value in values:
@@ -86,8 +92,8 @@ class FamilyBuilder:
         return text
 
     def add_text(self, name: str, text: str, labels: dict[str, str], value: float) -> None:
-        """A sample whose label text the caller built (already escaped, target first)."""
-        self.rows[name].append((text, labels, value))
+        """A sample whose label text the caller built from `add_series`'s (target first)."""
+        self.rows[name].append((text, clean_all(labels), value))
 
     def lines(self) -> dict[str, str]:
         """Family name -> its sample lines in the text exposition formats."""

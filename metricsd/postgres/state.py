@@ -3,6 +3,7 @@
 `scrape()` is the body of each APScheduler job and never raises (except cancellation):
 failures become a status, a counter and one log line per kind. Each stored snapshot is
 rendered once, here, into samples and exposition lines, so `/metrics` only concatenates.
+Names and query text leave through metricsd.labels (escaped, never dropped).
 Everything runs on the event loop thread, so nothing here needs a lock except the
 per-collector one that keeps a direct call (tests) from overlapping a scheduled run.
 """
@@ -21,6 +22,7 @@ import asyncpg
 from prometheus_client.samples import Sample
 
 from metricsd.config import PostgresConfig
+from metricsd.labels import clean_row
 from metricsd.postgres.activity import ActivityData
 from metricsd.postgres.base import (
     CollectorStatusError,
@@ -278,7 +280,7 @@ class PgState:
                 if s.calls and (s.slow or not slow_only):
                     rows.append((key(s), ts.name, s))
         rows.sort(key=lambda r: (-r[0], r[1], r[2].queryid))
-        return [{"target": t, **s.as_dict()} for _, t, s in rows[:limit]]
+        return [clean_row({"target": t, **s.as_dict()}) for _, t, s in rows[:limit]]
 
     def statements_meta(self, target: str) -> dict[str, Any] | None:
         """Interval length, tracked entries, evictions and resets of the latest scrape."""
@@ -312,8 +314,8 @@ class PgState:
                 if filtered and not ((unused and i.unused) or (invalid and not i.valid)
                                      or (bloated and i.bloated)):
                     continue
-                out.append({"target": ts.name, **i.as_dict(),
-                            "stats_age_seconds": data.stats_age_s})
+                out.append(clean_row({"target": ts.name, **i.as_dict(),
+                                      "stats_age_seconds": data.stats_age_s}))
         return out
 
     def missing_indexes(self, target: str | None = None) -> list[dict[str, Any]]:
@@ -322,7 +324,7 @@ class PgState:
         for ts in self._selected(target):
             data: TablesData | None = ts.data("tables")
             if data is not None:
-                out += [{"target": ts.name, **t.as_dict()} for t in data.tables
+                out += [clean_row({"target": ts.name, **t.as_dict()}) for t in data.tables
                         if t.missing_index]
         out.sort(key=lambda t: -t["seq_tuples_read"])
         return out

@@ -451,7 +451,7 @@ class StatementsCollector(PgCollector):
                 ("metricsd_pg_statements_temp_written_bytes", s.temp_written_bytes),
                 ("metricsd_pg_statements_slow", 1.0 if s.slow else 0.0),
             ))
-            if s.queryid != "other":
+            if s.queryid != "other" and self.config.export_query_text:
                 query = " ".join(s.query.split())[:QUERY_LABEL_LENGTH]
                 out.add("metricsd_pg_statements_query_info", 1.0, **labels, query=query)
 

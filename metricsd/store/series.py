@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from metricsd.labels import require_clean
 from metricsd.store.ring import CHUNK, TICK_SECONDS, FloatArray, RingPool, block_stats
 
 QUANTILES: tuple[float, ...] = (0.5, 0.75, 0.9, 0.95, 0.99)
@@ -103,6 +104,7 @@ class FamilySpec:
     buckets: tuple[float, ...]
     tags: tuple[str, ...]  # per-sample tag kept in the ring (status class, rating)
     extras: tuple[str, ...] = ("",)  # second counter dimension (navigation type)
+    budget: str = ""  # the series budget it draws from (ingest.budgets); "" = the pool's
 
 
 @dataclass
@@ -200,6 +202,7 @@ class Store:
         window_seconds: float,
         idle_timeout: float,
         started_at: float = 0.0,
+        budgets: dict[str, int] | None = None,
     ) -> None:
         self.window_seconds = window_seconds
         self.started_at = started_at  # when metricsd started: bounds young windows' rates
@@ -213,10 +216,14 @@ class Store:
         self.families: dict[str, SeriesFamily] = {}
         self.dropped: dict[str, int] = {}  # family -> samples refused for want of a slot
         self.expired: dict[str, int] = {}  # family -> series removed for idleness
+        # Series per budget (beacon kind), so one kind cannot take another's slots.
+        self.budgets: dict[str, int] = dict(budgets or {})
+        self.in_budget: dict[str, int] = dict.fromkeys(self.budgets, 0)
         self._add(FamilySpec("api", ("service", "route", "method"), LATENCY_BUCKETS,
-                             STATUS_CLASSES))
+                             STATUS_CLASSES, budget="timings"))
         for spec in VITALS.values():
-            self._add(FamilySpec(spec.name, ("page",), spec.buckets, RATINGS, NAVIGATION_TYPES))
+            self._add(FamilySpec(spec.name, ("page",), spec.buckets, RATINGS, NAVIGATION_TYPES,
+                                 budget="vitals"))
 
     def _add(self, spec: FamilySpec) -> None:
         self.families[spec.name] = SeriesFamily(spec, self.pool)
@@ -231,10 +238,20 @@ class Store:
         """The slot of `key`, allocating one; None (and counted) when the budget is spent."""
         slot = family.slot_of.get(key)
         if slot is None:
+            # Every new series passes here, so no path can forget metricsd.labels: a key
+            # that skipped it raises LabelError instead of poisoning every later scrape.
+            require_clean(key)
+            budget = family.spec.budget
+            limit = self.budgets.get(budget)
+            if limit is not None and self.in_budget[budget] >= limit:
+                self.dropped[family.spec.name] += 1
+                return None
             slot = self.pool.allocate()
             if slot is None:
                 self.dropped[family.spec.name] += 1
                 return None
+            if limit is not None:
+                self.in_budget[budget] += 1
             family.slot_of[key] = slot
             family.buckets[slot] = 0
             family.sums[slot] = 0.0
@@ -361,6 +378,8 @@ class Store:
             stale = [k for k, s in family.slot_of.items() if family.last_seen[s] < cutoff]
             for key in stale:
                 self.pool.release(family.slot_of.pop(key))
+            if family.spec.budget in self.in_budget:
+                self.in_budget[family.spec.budget] -= len(stale)
             self.expired[name] += len(stale)
             removed += len(stale)
         return removed

@@ -46,7 +46,10 @@ def _route_path(request: web.Request) -> str | None:
 
 
 def _same(presented: str, expected: str) -> bool:
-    return hmac.compare_digest(presented.encode(), expected.encode())
+    # Header text may hold undecodable bytes as lone surrogates (aiohttp decodes headers
+    # with surrogateescape): compare the bytes as sent, so such a header is just wrong.
+    return hmac.compare_digest(presented.encode("utf-8", "surrogateescape"),
+                               expected.encode("utf-8", "surrogateescape"))
 
 
 def authorized(request: web.Request, admin: AdminConfig) -> bool:
@@ -61,8 +64,9 @@ def authorized(request: web.Request, admin: AdminConfig) -> bool:
         ok |= _same(presented, admin.token) and bool(presented)
     if admin.basic_auth is not None and scheme == "basic":
         try:
-            decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+            raw = credentials.encode("ascii")
+            decoded = base64.b64decode(raw, validate=True).decode("utf-8")
+        except (UnicodeError, binascii.Error):  # non-ASCII header, bad base64, not UTF-8
             decoded = ""
         user, _, password = decoded.partition(":")
         # Both comparisons always run: the time taken does not say which part was wrong.

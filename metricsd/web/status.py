@@ -1,10 +1,14 @@
-"""Liveness and readiness: /healthz answers while the loop runs, /readyz asks every part."""
+"""Liveness and readiness: /healthz answers while the loop runs, /readyz asks every part.
+
+With admin auth configured, /readyz gives its details only to admins.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from metricsd.core import READINESS
+from metricsd.core import READINESS, current_config
+from metricsd.web.auth import authorized
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -21,8 +25,17 @@ async def readyz(request: web.Request) -> web.Response:
     ready = all(c.get("ok", False) for c in components.values() if c.get("required", True))
     degraded = not all(c.get("ok", False) for c in components.values())
     state = "not ready" if not ready else "degraded" if degraded else "ready"
+    admin = current_config(request.app).admin  # reloadable
+    if (admin.token is not None or admin.basic_auth is not None) \
+            and not authorized(request, admin):
+        # Details (users, databases, hosts in connection errors, series counts) are for
+        # admins; a load balancer only needs the status and which part is down.
+        components = {name: {"ok": bool(c.get("ok", False)),
+                             "required": bool(c.get("required", True))}
+                      for name, c in components.items()}
     body = {"status": state, "components": components}
-    return web.json_response(body, status=200 if ready else 503)
+    return web.json_response(body, status=200 if ready else 503,
+                             headers={"Cache-Control": "no-store"})
 
 
 def setup(app: web.Application) -> None:

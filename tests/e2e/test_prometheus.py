@@ -282,6 +282,7 @@ async def test_every_dashboard_query_returns_data(
         "postgres": {
             "scrape_interval": "1s",
             "slow_query_ms": 10,
+            "export_query_text": True,  # the slow-statements table shows query text
             "missing_index_min_rows": 1000,
             "bloat_min_bytes": 0,
             "targets": targets,

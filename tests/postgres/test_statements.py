@@ -11,12 +11,14 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
+from metricsd.config import PostgresConfig
 from metricsd.postgres.statements import (
     CALLS,
     MAX,
     ROWS,
     STDDEV,
     TOTAL,
+    StatementsCollector,
     StatementsData,
     _interval_sum_squares,
     counters_sql,
@@ -123,7 +125,7 @@ async def test_reset_between_scrapes_never_negative_or_huge(pg_database, make_pg
 
 
 async def test_top_k_with_other_remainder_keeps_totals(pg_database, make_pg_state):
-    state = await make_pg_state(pg_database, top_statements=2)
+    state = await make_pg_state(pg_database, top_statements=2, export_query_text=True)
     marker = f"k{uuid.uuid4().hex[:8]}"
     conn = await asyncpg.connect(pg_database)
     try:
@@ -157,6 +159,11 @@ async def test_top_k_with_other_remainder_keeps_totals(pg_database, make_pg_stat
              for s in families["metricsd_pg_statements_query_info"].samples}
     assert texts == {s.queryid: " ".join(s.query.split())[:200] for s in exported}
     assert all(texts.values())
+    # Query text is sensitive: without postgres.export_query_text it is not exported.
+    private = StatementsCollector("main", PostgresConfig(top_statements=2))
+    families = {m.name: m for m in private.families(state.latest("main", "statements"))}
+    assert families["metricsd_pg_statements_query_info"].samples == []
+    assert families["metricsd_pg_statements_calls"].samples
 
 
 def test_hysteresis_keeps_incumbents_near_the_top():

@@ -280,7 +280,7 @@ async def test_cors_wildcard_still_echoes_the_origin(make_client):
 
 
 async def test_max_series_caps_and_counts_drops(make_client):
-    client = await make_client({"ingest": {"max_series": 20}})
+    client = await make_client({"ingest": {"max_series": 25, "budgets": {"timings": 20}}})
     batch = [{**TIMING, "route": f"/r/{name}"} for name in
              ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j",
               "k", "l", "m", "n", "o", "p", "q", "r", "s", "t", "u", "v", "w", "x", "y")]

@@ -24,6 +24,8 @@ from urllib.parse import quote_plus
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from metricsd.labels import clean_text
+
 
 class TemplateError(ValueError):
     """A template outside the supported subset of Go's text/template."""
@@ -470,6 +472,8 @@ def make_environment() -> jinja2.Environment:
 
 
 _ENV = make_environment()
+# Longest rendered annotation or label; longer output ends in an ellipsis.
+MAX_TEMPLATE_OUTPUT = 16384
 
 
 class AlertTemplate:
@@ -497,9 +501,11 @@ class AlertTemplate:
         if self._template is None:
             return self.source
         try:
-            return self._template.render(
+            out = self._template.render(
                 labels=dict(labels), value=value, externalLabels=dict(external_labels or {}),
                 externalURL=external_url,
             )
         except Exception as exc:  # a bad value must not stop evaluation; Prometheus does this
-            return f"<error expanding template: {exc}>"
+            out = f"<error expanding template: {exc}>"
+        # Output becomes labels and annotations: through the one label choke point.
+        return clean_text(out, MAX_TEMPLATE_OUTPUT)
