@@ -114,3 +114,25 @@ async def test_digest_reaches_slack_and_webhook_at_the_scheduled_time(
     # The built report is kept in the file for /reports.
     rows = await history.db.read(lambda c: c.execute("SELECT period FROM reports").fetchall())
     assert rows == [("2026-W48",)]
+
+
+async def test_the_daemon_schedules_the_report(aiohttp_client: Any,
+                                               make_config: Callable[..., Config],
+                                               tmp_path: Path) -> None:
+    from metricsd.app import create_app
+    from metricsd.core import SCHEDULER
+    from metricsd.history import REPORT_JOB, REPORTS
+
+    config = make_config({"history": {"path": str(tmp_path / "h.sqlite")},
+                          "report": {"schedule": "MON 09:00"}})
+    client = await aiohttp_client(create_app(config))
+    app = client.app
+    assert app[SCHEDULER].get_job(REPORT_JOB) is not None
+    clock = Clock(datetime(2026, 11, 30, 9, 0, 5, tzinfo=ZoneInfo("UTC")).timestamp())
+    app[REPORTS].clock = clock
+    app[REPORTS].due = clock.now - 1
+    async with aiohttp.ClientSession() as session:
+        assert await app[REPORTS].tick(session)
+    resp = await client.get("/reports", params={"format": "json"})
+    built = (await resp.json())["built"]
+    assert [b["period"] for b in built] == ["2026-W48"]
