@@ -42,6 +42,13 @@ def count_in_file(path: Path, route: str) -> int:
         conn.close()
 
 
+async def rows_written(http: aiohttp.ClientSession, url: str) -> float:
+    async with http.get(url + "/metrics") as resp:
+        text = await resp.text()
+    match = re.search(r"^metricsd_history_rows_written_total (\S+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
 async def post(http: aiohttp.ClientSession, url: str, route: str, n: int) -> None:
     items = [{"service": "shop", "route": route, "method": "GET", "status": 200 + (i % 2) * 102,
               "duration_ms": 10 + i % 90} for i in range(n)]
@@ -66,10 +73,15 @@ async def test_restarts_keep_history_and_kill_9_corrupts_nothing(
         assert count_in_file(path, "/x") == 505
         await proc.start()
         sent = 0
-        deadline = time.monotonic() + 1.5
-        while time.monotonic() < deadline:  # flushes every 0.2 s while we post
+        started = time.monotonic()
+        while True:  # flushes every 0.2 s while we post; go on until some were written
             await post(http, proc.url, "/x", 500)
             sent += 500
+            if time.monotonic() - started > 1.0 and await rows_written(http, proc.url) > 0:
+                break
+            assert time.monotonic() - started < 30, proc.log()
+        await post(http, proc.url, "/x", 500)
+        sent += 500
         await proc.kill()  # SIGKILL in the middle of writing
         after_kill = count_in_file(path, "/x")
         assert 505 <= after_kill <= 505 + sent
