@@ -25,7 +25,8 @@ ZERO = -(2**15)  # the zero bucket's index; real indexes stay within int16 (1e-9
 def indexes(values: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
     """Bucket index of every value (vectorised)."""
     safe = np.maximum(values, MIN_VALUE)
-    idx = np.ceil(np.log(safe) / LOG_GAMMA).astype(np.int64)
+    # Clipped to int16 (stored so): 1e-9 is index -1036, 1e12 is 1382, far inside.
+    idx = np.clip(np.ceil(np.log(safe) / LOG_GAMMA), ZERO + 1, -ZERO - 1).astype(np.int64)
     return np.where(values <= MIN_VALUE, ZERO, idx)
 
 
@@ -84,25 +85,12 @@ class Sketch:
         return above / total
 
     def to_parts(self) -> tuple[bytes, bytes]:
-        """int32 indexes and uint32 counts, little-endian, as two byte strings."""
-        idx = np.fromiter(self.counts.keys(), dtype="<i4", count=len(self.counts))
+        """int16 indexes and uint32 counts, little-endian (6 bytes per non-empty bucket)."""
+        idx = np.fromiter(self.counts.keys(), dtype="<i2", count=len(self.counts))
         n = np.fromiter(self.counts.values(), dtype="<u4", count=len(self.counts))
         return idx.tobytes(), n.tobytes()
 
     @classmethod
     def from_parts(cls, idx: bytes, n: bytes) -> Sketch:
-        return cls(dict(zip(np.frombuffer(idx, dtype="<i4").tolist(),
+        return cls(dict(zip(np.frombuffer(idx, dtype="<i2").tolist(),
                             np.frombuffer(n, dtype="<u4").tolist(), strict=True)))
-
-    def to_bytes(self) -> bytes:
-        """int32 indexes then uint32 counts, little-endian (8 bytes per non-empty bucket)."""
-        idx = np.fromiter(self.counts.keys(), dtype="<i4", count=len(self.counts))
-        n = np.fromiter(self.counts.values(), dtype="<u4", count=len(self.counts))
-        return idx.tobytes() + n.tobytes()
-
-    @classmethod
-    def from_bytes(cls, blob: bytes) -> Sketch:
-        half = len(blob) // 2
-        idx = np.frombuffer(blob[:half], dtype="<i4")
-        n = np.frombuffer(blob[half:], dtype="<u4")
-        return cls(dict(zip(idx.tolist(), n.tolist(), strict=True)))

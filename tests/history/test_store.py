@@ -33,7 +33,7 @@ def test_sketch_quantiles_within_one_percent_and_merge_exactly(dist: str, q: flo
     for part in np.array_split(values, 168):  # a week of hours
         hour = Sketch()
         hour.add_values(part)
-        pieces.merge(Sketch.from_bytes(hour.to_bytes()))
+        pieces.merge(Sketch.from_parts(*hour.to_parts()))
     assert pieces.counts == whole.counts
     exact = float(np.sort(values)[max(1, math.ceil(q * len(values))) - 1])
     got = pieces.quantile(q)

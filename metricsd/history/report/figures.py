@@ -70,7 +70,7 @@ class Series:
     @property
     def sketch(self) -> Sketch:
         if self._sketch is None:
-            idx = np.frombuffer(b"".join(self._idx), dtype="<i4")
+            idx = np.frombuffer(b"".join(self._idx), dtype="<i2")
             counts = np.frombuffer(b"".join(self._n), dtype="<u4").astype(np.int64)
             # Indexes fit in 16 bits (sketch.ZERO is the lowest): one dense bincount, no sort.
             dense = np.bincount(idx.astype(np.int64) + _OFFSET, weights=counts,
