@@ -9,18 +9,18 @@ from pathlib import Path
 
 from metricsd.config import Config
 from metricsd.history.report import make_report, render
-from metricsd.history.report.period import Period, last_full_week, range_period, week_period
+from metricsd.history.report.period import Period, last_full_week, parse_period
 
 
 def choose_period(config: Config, week: str | None, start: str | None, end: str | None,
                   now: float) -> Period:
     tz = config.report.timezone
     if week:
-        return week_period(week, tz)
+        return parse_period(week, tz)
     if start or end:
         if not (start and end):
             raise ValueError("--from and --to go together")
-        return range_period(start, end, tz)
+        return parse_period(f"{start}..{end}", tz)
     return last_full_week(now, tz)
 
 

@@ -65,8 +65,8 @@ async def get_report(request: web.Request) -> web.Response:
     fmt = _format(request)
     try:
         period = parse_period(request.match_info["period"], config.report.timezone)
-    except ValueError as exc:
-        raise web.HTTPBadRequest(reason=str(exc)) from exc
+    except (ValueError, OverflowError, OSError) as exc:  # OverflowError: year 9999 and 1
+        raise web.HTTPBadRequest(reason=f"bad period: {exc}"[:200]) from exc
     if period.end - period.start > 400 * 86400:
         raise web.HTTPBadRequest(reason="a report covers at most 400 days")
     service = request.app.get(HISTORY_DB)

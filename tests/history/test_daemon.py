@@ -138,7 +138,8 @@ async def test_reports_routes_reject_bad_input(aiohttp_client: Any,
     config = make_config({"history": {"path": str(tmp_path / "h.sqlite")}})
     client = await aiohttp_client(create_app(config))
     for bad in ("2026-W99", "lastweek", "2026-11-30..2026-11-01", "2026-13-01..2026-13-02",
-                "2000-01-01..2026-01-01"):
+                "2000-01-01..2026-01-01", "0001-01-01..0001-01-03", "9999-12-30..9999-12-31",
+                "0001-W01", "1..2", "%00..%01", "2026-11-01T25:00..2026-11-02"):
         resp = await client.get(f"/reports/{bad}")
         assert resp.status == 400, bad
     resp = await client.get("/reports/2026-W48", params={"format": "pdf"})

@@ -88,9 +88,18 @@ def range_period(start: str, end: str, timezone: str = "UTC") -> Period:
     return Period(f"{start}..{end}", a.timestamp(), b.timestamp(), timezone)
 
 
+# Reports cover years 1971 to 9000: outside, the week before or the day after cannot be
+# represented by datetime, and no history holds such times anyway.
+EARLIEST, LATEST = 31_536_000.0, 221_845_392_000.0
+
+
 def parse_period(text: str, timezone: str = "UTC") -> Period:
     """A period id as /reports/<period> names it: 2026-W48 or FROM..TO."""
     if ".." in text:
         start, _, end = text.partition("..")
-        return range_period(start, end, timezone)
-    return week_period(text, timezone)
+        period = range_period(start, end, timezone)
+    else:
+        period = week_period(text, timezone)
+    if period.start - period.seconds < EARLIEST or period.end > LATEST:
+        raise ValueError("periods must lie between 1971 and 9000")
+    return period
