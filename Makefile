@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e '.[uvloop]'
+	$(PY) -c 'from metricsd.store.series import warm_up; warm_up(2048)'  # compile kernels once
 	touch $@
 
 $(TEST_STAMP): $(STAMP) pyproject.toml

@@ -83,6 +83,15 @@ def bare_server() -> Iterator[str]:
         yield url
 
 
+@contextlib.contextmanager
+def naive_server(mode: str) -> Iterator[str]:
+    """A batch baseline (bench/naive_server.py): `rows` or `columnar`."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with server([PY, str(ROOT / "bench" / "naive_server.py"), str(port), mode], f"{url}/"):
+        yield url
+
+
 def wrk(url: str, lua: str, seconds: int = 8, connections: int = 32,
         latency: bool = False) -> dict[str, float]:
     """Run wrk (one thread, on CLIENT_CPU) with a Lua script; parse requests/s and latency."""

@@ -14,7 +14,7 @@ import threading
 import time
 import urllib.request
 
-from common import bare_server, median, metric_value, metricsd, post_lua, wrk
+from common import bare_server, median, metric_value, metricsd, naive_server, post_lua, wrk
 
 SINGLE = json.dumps({"service": "bench", "route": "/orders/123", "method": "GET",
                      "status": 200, "duration_ms": 12.5})
@@ -39,20 +39,49 @@ def single_ratio(seconds: int, rounds: int) -> dict[str, float]:
             "ratio": median(ours) / median(bare)}
 
 
+def columnar(series: int, per_series: int, seed: int = 2) -> str:
+    """The columnar shape: one object per series with `per_series` durations and statuses."""
+    rng = random.Random(seed)
+    return json.dumps([{"service": "bench", "route": f"/c{k}", "method": "GET",
+                        "status": [200 if rng.random() > 0.02 else 503
+                                   for _ in range(per_series)],
+                        "duration_ms": [round(rng.lognormvariate(3, 1), 3)
+                                        for _ in range(per_series)]}
+                       for k in range(series)])
+
+
+def _run(url: str, body: str, samples: int, seconds: int) -> tuple[float, float]:
+    """(samples/s, samples lost) of one wrk run against `url`."""
+    r = wrk(url, post_lua("/v1/beacons/timings", body), seconds, connections=16)
+    return r["rps"] * samples, r["requests"] - r["non2xx"]
+
+
+def _lost(url: str, answered: float, samples: int) -> float:
+    """Samples wrk saw accepted that metricsd did not count (or counted as rejected)."""
+    accepted = metric_value(url, "metricsd_ingest_accepted_total")
+    rejected = metric_value(url, "metricsd_ingest_rejected_total")
+    # wrk counts answered requests; the server may have finished a few more.
+    return max(0.0, answered * samples - accepted) + rejected
+
+
 def batches(seconds: int, rounds: int) -> dict[str, dict[str, float]]:
+    """Row batches against the naive row server, columnar ones against the naive columnar
+    server: alternating rounds, medians, ratios."""
+    cases = [("batch_100", batch(100), 100, "rows"), ("batch_1000", batch(1000), 1000, "rows"),
+             ("columnar_1x100", columnar(1, 100), 100, "columnar"),
+             ("columnar_10x100", columnar(10, 100), 1000, "columnar")]
     out = {}
-    for size in (100, 1000):
-        body = batch(size)
-        rates, lost = [], 0.0
+    for name, body, samples, mode in cases:
+        ours, naive, lost = [], [], 0.0
         for _ in range(rounds):
+            with naive_server(mode) as url:
+                naive.append(_run(url, body, samples, seconds)[0])
             with metricsd(CONFIG) as url:
-                r = wrk(url, post_lua("/v1/beacons/timings", body), seconds, connections=16)
-                accepted = metric_value(url, "metricsd_ingest_accepted_total")
-                rejected = metric_value(url, "metricsd_ingest_rejected_total")
-                # wrk counts answered requests; the server may have finished a few more.
-                lost += max(0.0, (r["requests"] - r["non2xx"]) * size - accepted) + rejected
-                rates.append(r["rps"] * size)
-        out[f"batch_{size}"] = {"samples_per_s": median(rates), "lost_samples": lost}
+                rate, answered = _run(url, body, samples, seconds)
+                ours.append(rate)
+                lost += _lost(url, answered, samples)
+        out[name] = {"samples_per_s": median(ours), "naive_samples_per_s": median(naive),
+                     "ratio": median(ours) / median(naive), "lost_samples": lost}
     return out
 
 

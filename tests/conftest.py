@@ -17,6 +17,14 @@ pytest_plugins = [
 ]
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Compile the store's kernels into numba's disk cache before any test starts a
+    metricsd process: a cold cache would spend the process's startup budget compiling."""
+    from metricsd.store.series import warm_up
+
+    warm_up(2048)
+
+
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in extra.items():

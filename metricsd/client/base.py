@@ -171,24 +171,39 @@ class TimingSender:
         return batch
 
     def encode(self, batch: list[Timing], retry: bool = False) -> bytes:
-        """The JSON array metricsd's /v1/beacons/timings takes.
+        """The columnar JSON metricsd's /v1/beacons/timings takes: one object per route and
+        method, with arrays of statuses (one number when all are equal) and durations.
 
         Timestamps are left out by default: metricsd stamps on arrival, at most one interval
-        later, and items without one take its fast path. A retried batch is late, so it
+        later, and objects without them take its fast path. A retried batch is late, so it
         carries them.
         """
         stamped = self.send_timestamps or retry
         service = self.service
-        items = []
+        series: dict[tuple[str, str], dict[str, list[object]]] = {}
         for route, method, status, duration, stamp in batch:
-            item: dict[str, object] = {
-                "service": service, "route": route, "method": method, "status": status,
-                "duration_ms": round(duration * 1000.0, 4),
+            columns = series.get((route, method))
+            if columns is None:
+                columns = series[(route, method)] = {"status": [], "duration_ms": []}
+                if stamped:
+                    columns["timestamp"] = []
+            columns["status"].append(status)
+            columns["duration_ms"].append(round(duration * 1000.0, 4))
+            if stamped:
+                columns["timestamp"].append(round(stamp, 3))
+        objects = []
+        for (route, method), columns in series.items():
+            statuses = columns["status"]
+            first = statuses[0]
+            obj: dict[str, object] = {
+                "service": service, "route": route, "method": method,
+                "status": first if statuses.count(first) == len(statuses) else statuses,
+                "duration_ms": columns["duration_ms"],
             }  # fmt: skip
             if stamped:
-                item["timestamp"] = round(stamp, 3)
-            items.append(item)
-        return _dumps(items)
+                obj["timestamp"] = columns["timestamp"]
+            objects.append(obj)
+        return _dumps(objects)
 
     def backoff(self, attempt: int, retry_after: float | None = None) -> float:
         """Exponential backoff with full jitter; a server's Retry-After wins if larger."""

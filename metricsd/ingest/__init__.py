@@ -19,7 +19,7 @@ from metricsd.ingest import timings, vitals  # noqa: F401  (registers the beacon
 from metricsd.ingest.base import BEACONS, BeaconType
 from metricsd.ingest.ratelimit import TokenBuckets
 from metricsd.ingest.selfmetrics import SelfMetrics
-from metricsd.store.series import Store
+from metricsd.store.series import Store, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ async def _expire(store: Store) -> None:
 def setup(app: web.Application) -> None:
     """Store, counters, beacon kinds and rate limiter; their collectors and readiness."""
     config = app[CONFIG].ingest
+    warm_up(config.window.samples)  # compiled kernels: loaded now, not in the first request
     store = app[STORE] = Store(
         max_series=config.max_series,
         window_samples=config.window.samples,

@@ -53,10 +53,14 @@ class BatchResult:
     rejected: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
 
-    def reject(self, index: int, error: BeaconError) -> None:
+    def reject(self, index: int, error: BeaconError, element: int | None = None) -> None:
+        """Count one rejected sample; `element` places it inside a columnar series object."""
         self.rejected += 1
         if len(self.errors) < MAX_ERRORS_REPORTED:
-            self.errors.append({"index": index, "reason": error.reason, "error": str(error)})
+            where: dict[str, Any] = {"index": index}
+            if element is not None:
+                where["element"] = element
+            self.errors.append({**where, "reason": error.reason, "error": str(error)})
 
 
 class BeaconType(ABC):
@@ -75,6 +79,10 @@ class BeaconType(ABC):
     @abstractmethod
     def parse(self, item: Any, ctx: Context) -> Sample:
         """Validate one item; raise BeaconError saying what is wrong."""
+
+    def count(self, items: list[Any]) -> int:
+        """Samples in a decoded batch (what ingest.max_items bounds)."""
+        return len(items)
 
     def ingest_body(self, body: bytes, ctx: Context) -> BatchResult | None:
         """Optional fast path straight from the raw body; None means use `ingest`."""

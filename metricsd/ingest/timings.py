@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
+import numpy as np
 
 from metricsd.config import IngestConfig
 from metricsd.errors import BeaconError
+from metricsd.ingest import columnar
 from metricsd.ingest.base import (
     SERIES_LIMIT,
     BatchResult,
@@ -60,29 +62,30 @@ class TimingsBeacon(BeaconType):
         )
         self._decode_batch = msgspec.json.Decoder(list[timing]).decode  # type: ignore[valid-type]
         self._decode_one = msgspec.json.Decoder(timing).decode
+        self._columnar = columnar.ColumnarDecoder(config.max_string_length, self.max_ms)
+        self._slot_of: dict[Key, int] = {}  # raw triple -> slot, valid for one store layout
+        self._layout = -1
 
     def ingest_body(self, body: bytes, ctx: Context) -> BatchResult | None:
         """Fast path for a batch whose every item is valid: typed decoding in C, no per-item
         checks in Python. None sends the body down the general path, which keeps the
         valid items of a bad batch and explains the others."""
+        if b'"duration_ms":[' in body:  # series objects, as the Python client sends them
+            return self._ingest_series(body, ctx)
         try:
             start = body.lstrip()[:1]
             items = self._decode_batch(body) if start == b"[" else [self._decode_one(body)]
         # RecursionError: msgspec skips unknown fields recursively; deep nesting goes to the
         # general path, whose decoder refuses it before decoding.
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-            return None
+            return self._ingest_series(body, ctx)
         n = len(items)
         if not n or n > self.config.max_items:
             return None
         if n < VECTOR_BATCH:
             return self._ingest_few(items, ctx.now)
-        raw = zip([t.service for t in items], [t.route for t in items],
-                  [t.method for t in items], strict=True)
-        try:
-            keys = list(map(self.keys.__getitem__, raw))
-        except KeyError:
-            return None  # a triple not seen before: the general path vets it
+        raw = list(zip([t.service for t in items], [t.route for t in items],
+                       [t.method for t in items], strict=True))
         now = ctx.now
         stamps: list[Any] = [t.timestamp for t in items]
         if stamps.count(None) == n:
@@ -91,11 +94,125 @@ class TimingsBeacon(BeaconType):
             stamps = [now if s is None else stamp_in_range(s, now) for s in stamps]
             if None in stamps:
                 return None
+        slots = self._known_slots(raw)
+        if slots is not None:  # every series exists: one lookup per item, one compiled write
+            values = np.fromiter([t.duration_ms for t in items], np.float64, n)
+            values /= 1000.0  # the same IEEE division as duration_ms / 1000.0
+            self.store.families["api"].record_many(
+                np.array(slots, dtype=np.int64), values, np.array(stamps, dtype=np.float64),
+                np.fromiter([t.status for t in items], np.int64, n),
+                np.zeros(n, dtype=np.int64), tag_div=100)
+            return self._outcome([True] * n)
+        try:
+            keys = list(map(self.keys.__getitem__, raw))
+        except KeyError:
+            return None  # a triple not seen before: the general path vets it
         stored = self.store.observe_columns(
             "api", keys, [t.duration_ms / 1000.0 for t in items], stamps,
             [t.status // 100 - 1 for t in items], [0] * n,
         )
         return self._outcome(stored)
+
+    def _known_slots(self, raw: list[Key]) -> list[int] | None:
+        """The slot of every raw (service, route, method), or None if one has no series yet
+        (the store then allocates it and applies the series budget).
+
+        Cached from raw triple straight to slot, so a batch costs one dict lookup per item;
+        the cache is dropped whenever the store releases a slot (`Store.layout`), so a
+        triple never writes into a slot that now belongs to another series.
+        """
+        store = self.store
+        if self._layout != store.layout:
+            self._slot_of.clear()
+            self._layout = store.layout
+        cache = self._slot_of
+        try:
+            return list(map(cache.__getitem__, raw))
+        except KeyError:
+            pass
+        slot_of = store.families["api"].slot_of
+        out = []
+        for triple in raw:
+            slot = cache.get(triple)
+            if slot is None:
+                key = self.keys.get(triple)
+                slot = None if key is None else slot_of.get(key)
+                if slot is None:
+                    return None
+                if len(cache) >= KEY_CACHE_SIZE:
+                    cache.clear()
+                cache[triple] = slot
+            out.append(slot)
+        return out
+
+    def _ingest_series(self, body: bytes, ctx: Context) -> BatchResult | None:
+        """Fast path of columnar batches: every object of a known series, every element
+        valid; one vectorised write for the whole batch."""
+        objects = self._columnar.decode(body)
+        if not objects:
+            return None
+        cols = columnar.columns(objects, self.keys, ctx.now)
+        if cols is None or len(cols[2]) > self.config.max_items:
+            return None
+        keys, counts, values, stamps, statuses = cols
+        stored = self.store.observe_series("api", keys, counts, values, stamps, statuses)
+        result = BatchResult()
+        for index, (ok, n) in enumerate(zip(stored, counts, strict=True)):
+            if ok:
+                result.accepted += n
+            else:
+                for element in range(n):
+                    result.reject(index, SERIES_LIMIT, element)
+        if result.rejected:
+            self.counters.rejected[(self.name, "series_limit")] += result.rejected
+        self.counters.accepted[self.name] += result.accepted
+        return result
+
+    def count(self, items: list[Any]) -> int:
+        return columnar.sample_count(items)
+
+    def ingest(self, items: list[Any], ctx: Context) -> BatchResult:
+        """Rows as every beacon type; series objects element by element, by the same parser."""
+        if not any(columnar.is_columnar(item) for item in items):
+            return super().ingest(items, ctx)
+        result = BatchResult()
+        samples: list[Sample] = []
+        where: list[tuple[int, int | None]] = []
+        rejected = self.counters.rejected
+        for index, item in enumerate(items):
+            if not columnar.is_columnar(item):
+                rows: list[Any] = [item]
+                elements: list[int | None] = [None]
+            else:
+                try:
+                    rows = columnar.expand(item)
+                except BeaconError as exc:
+                    for _ in range(columnar.size(item)):
+                        result.reject(index, exc)
+                    rejected[(self.name, exc.reason)] += columnar.size(item)
+                    continue
+                elements = list(range(len(rows)))
+            for row, element in zip(rows, elements, strict=True):
+                try:
+                    samples.append(self.parse(row, ctx))
+                except BeaconError as exc:
+                    result.reject(index, exc, element)
+                    rejected[(self.name, exc.reason)] += 1
+                    continue
+                where.append((index, element))
+        if samples:
+            stored = self.store.observe_many(samples)
+            limited = 0
+            for ok, (index, element) in zip(stored, where, strict=True):
+                if ok:
+                    result.accepted += 1
+                else:
+                    result.reject(index, SERIES_LIMIT, element)
+                    limited += 1
+            if limited:
+                rejected[(self.name, "series_limit")] += limited
+        self.counters.accepted[self.name] += result.accepted
+        return result
 
     def _ingest_few(self, items: list[Any], now: float) -> BatchResult | None:
         """A handful of typed items (single beacons): a plain loop beats building columns."""

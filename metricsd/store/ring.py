@@ -1,29 +1,34 @@
 """Preallocated numpy ring buffers, one row per series, with exact window quantiles.
 
-All rings live in one 2-D block so a scrape can sort many series at once (np.sort on a
-block beats np.percentile per series by about 10x). Rows are allocated with np.empty, so
-the kernel only backs the pages a series has written: memory follows use, bounded by
-slots x capacity.
+All rings live in one 2-D block. Rows are allocated with np.empty, so the kernel only backs
+the pages a series has written: memory follows use, bounded by slots x capacity. Each ring
+also keeps its upper part in value order between reads (`top`, see store/kernels.py), so a
+read after a few new samples costs microseconds, not a sort of the ring.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from metricsd.store.kernels import finish_rows, merge_rows, sort_keys
+
 FloatArray = npt.NDArray[np.float64]
 
-# Rows sorted per chunk when computing quantiles: bounds the temporary copy to
-# CHUNK x capacity x 8 bytes (8 MiB at the default capacity), and the time the event
-# loop spends copying before it can serve a beacon again (a few ms).
-CHUNK = 512
+# Rows whose tops are merged per call on the event loop (a few us each: ~1 ms a chunk).
+MERGE_CHUNK = 256
+# Rows rebuilt per worker-thread call: bounds the temporary copy to CHUNK x capacity x 17
+# bytes (8.5 MiB at the default capacity) and the loop's copying time to a few ms.
+CHUNK = 256
 # Stats computed less than this long ago are reused even if the ring changed since:
 # "at most once per tick per series" for scrapes, alert evaluation and the page together.
 TICK_SECONDS = 1.0
 # Per-sample tags a ring can carry (status classes, ratings): width of the tag-count cache.
+# Tags are stored 4 bits each, so at most 16.
 MAX_TAGS = 8
 
 
@@ -36,13 +41,25 @@ class RingPool:
         self.capacity = capacity
         self.values: FloatArray = np.empty((slots, capacity), dtype=np.float64)
         self.stamps: FloatArray = np.empty((slots, capacity), dtype=np.float64)
-        self.tags = np.empty((slots, capacity), dtype=np.uint8)
+        self.tags = np.empty((slots, (capacity + 1) // 2), dtype=np.uint8)  # 4 bits each
         self.pos = np.zeros(slots, dtype=np.int64)  # next write index
         self.filled = np.zeros(slots, dtype=np.int64)  # samples held, <= capacity
         self.version = np.zeros(slots, dtype=np.int64)  # bumps on every change
         self.written = np.zeros(slots, dtype=np.int64)  # samples pushed since allocation
         self.generation = np.zeros(slots, dtype=np.int64)  # bumps when a slot changes hands
         self._free = list(range(slots - 1, -1, -1))
+        # Sorted upper part of each window (ring columns) and what it reflects: rows written
+        # up to top_written, samples older than top_cutoff dropped; top_len -1 = rebuild.
+        # `epoch` bumps whenever a top can no longer be trusted (slot reuse, in-place edit).
+        width = top_width(capacity, self.qs)
+        self.top = np.empty((slots, width), dtype=top_dtype(capacity))
+        self.top_len = np.full(slots, -1, dtype=np.int64)
+        self.top_written = np.zeros(slots, dtype=np.int64)
+        self.top_cutoff = np.full(slots, -np.inf)
+        self.top_oldest = np.full(slots, -np.inf)  # window's oldest stamp at that update
+        self.epoch = np.zeros(slots, dtype=np.int64)
+        # More new samples than this since the last read: rebuilding beats merging.
+        self.max_delta = max(1, capacity // 4)
         # Cached window stats per slot, valid while version matches and no sample aged out.
         self._c_q = np.full((slots, len(self.qs)), np.nan)
         self._c_n = np.zeros(slots, dtype=np.int64)
@@ -67,20 +84,27 @@ class RingPool:
         self.generation[slot] += 1
         self.version[slot] += 1
         self._c_time[slot] = -np.inf  # never serve the previous owner's cached stats
+        self._forget_top(slot)
         return slot
+
+    def _forget_top(self, slot: int) -> None:
+        self.top_len[slot] = -1
+        self.epoch[slot] += 1
 
     def release(self, slot: int) -> None:
         self.filled[slot] = 0
         self.generation[slot] += 1
         self.version[slot] += 1
+        self._forget_top(slot)
         self._free.append(slot)
 
     def push(self, slot: int, value: float, stamp: float, tag: int = 0) -> int:
-        """Write one sample in O(1); return its sequence number within this allocation."""
+        """Write one sample; return its sequence number within this allocation. Plain Python:
+        the reference the compiled writes (kernels.record_one/record_batch) are tested on."""
         col = int(self.pos[slot])
         self.values[slot, col] = value
         self.stamps[slot, col] = stamp
-        self.tags[slot, col] = tag
+        self._set_tag(slot, col, tag)
         nxt = col + 1
         self.pos[slot] = 0 if nxt == self.capacity else nxt
         if self.filled[slot] < self.capacity:
@@ -90,62 +114,17 @@ class RingPool:
         self.version[slot] += 1
         return seq
 
-    def push_many(
-        self, slot: int, values: FloatArray, stamps: FloatArray, tags: npt.NDArray[np.uint8]
-    ) -> None:
-        """Write a batch for one series with vectorised copies (at most two slices)."""
-        n = len(values)
-        cap = self.capacity
-        self.written[slot] += n
-        if n > cap:  # only the newest `cap` samples can survive anyway
-            values, stamps, tags = values[-cap:], stamps[-cap:], tags[-cap:]
-            start = int((self.pos[slot] + n - cap) % cap)
-            n = cap
-        else:
-            start = int(self.pos[slot])
-        first = min(n, cap - start)
-        self.values[slot, start : start + first] = values[:first]
-        self.stamps[slot, start : start + first] = stamps[:first]
-        self.tags[slot, start : start + first] = tags[:first]
-        rest = n - first
-        if rest:
-            self.values[slot, :rest] = values[first:]
-            self.stamps[slot, :rest] = stamps[first:]
-            self.tags[slot, :rest] = tags[first:]
-        self.pos[slot] = (start + n) % cap
-        self.filled[slot] = min(cap, int(self.filled[slot]) + n)
-        self.version[slot] += 1
+    def _set_tag(self, slot: int, col: int, tag: int) -> None:
+        shift = (col & 1) * 4
+        byte = int(self.tags[slot, col >> 1])
+        self.tags[slot, col >> 1] = (byte & (0xF0 >> shift)) | (tag << shift)
 
-    def push_batch(
-        self,
-        slots: npt.NDArray[np.int64],
-        values: FloatArray,
-        stamps: FloatArray,
-        tags: npt.NDArray[np.uint8],
-    ) -> None:
-        """Write samples of many series at once, each series' samples in batch order."""
-        cap = self.capacity
-        n = len(slots)
-        order = np.argsort(slots, kind="stable")
-        s = slots[order]
-        # Group boundaries straight from the sorted slots (np.unique would sort again).
-        starts = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1])))
-        uniq = s[starts]
-        counts = np.diff(np.append(starts, n))
-        first = np.repeat(starts, counts)
-        rank = np.arange(n) - first
-        # Only the newest `cap` samples of a series survive; writing the older ones to the
-        # same cells would leave the winner up to numpy's undefined order of duplicates.
-        keep = rank >= np.repeat(counts - cap, counts)
-        s, rank, order = s[keep], rank[keep], order[keep]
-        cols = (self.pos[s] + rank) % cap
-        self.values[s, cols] = values[order]
-        self.stamps[s, cols] = stamps[order]
-        self.tags[s, cols] = tags[order]
-        self.pos[uniq] = (self.pos[uniq] + counts) % cap
-        self.filled[uniq] = np.minimum(cap, self.filled[uniq] + counts)
-        self.written[uniq] += counts
-        self.version[uniq] += 1
+    def tags_of(self, slot: int) -> npt.NDArray[np.uint8]:
+        """Every column's tag of one ring, unpacked (tests, inspection)."""
+        packed = self.tags[slot]
+        both = np.stack([packed & 15, packed >> 4], axis=1).reshape(-1)
+        tags: npt.NDArray[np.uint8] = both[: self.capacity]
+        return tags
 
     def replace(self, slot: int, generation: int, seq: int, value: float, tag: int) -> bool:
         """Overwrite sample `seq` in place, unless the ring was reused or has wrapped over it."""
@@ -153,8 +132,9 @@ class RingPool:
             return False
         col = seq % self.capacity
         self.values[slot, col] = value
-        self.tags[slot, col] = tag
+        self._set_tag(slot, col, tag)
         self.version[slot] += 1
+        self._forget_top(slot)  # its place in value order changed: rebuilt on the next read
         return True
 
     def stale(
@@ -163,38 +143,100 @@ class RingPool:
         """Rows whose cached window stats no longer hold: written since, or a sample aged out.
 
         Rows computed at or after `fresh_after` count as fresh whatever happened since, so
-        a scrape, an alert tick and the page in the same tick sort each series once.
+        a scrape, an alert tick and the page in the same tick compute each series once.
         """
         changed = (self._c_version[slots] != self.version[slots]) | (self._c_min[slots] < cutoff)
-        return changed & (self._c_time[slots] < fresh_after)
+        fresh: npt.NDArray[np.bool_] = changed & (self._c_time[slots] < fresh_after)
+        return fresh
+
+    def merge(
+        self, slots: npt.NDArray[np.int64], cutoff: float, now: float, ntags: int
+    ) -> npt.NDArray[np.int64]:
+        """Update stats of `slots` whose tops can be merged (fast, on the loop); return the
+        slots whose tops must be rebuilt."""
+        hopeless = (self.top_len[slots] < 0) | (
+            self.written[slots] - self.top_written[slots] > self.max_delta)
+        if hopeless.any():  # known without reading the rows: straight to the rebuild
+            rest = slots[~hopeless]
+            later = self.merge(rest, cutoff, now, ntags) if len(rest) else rest
+            return np.concatenate([slots[hopeless], later])
+        k = len(slots)
+        stats = BlockStats.empty(k, len(self.qs), ntags)
+        rebuild = np.zeros(k, dtype=np.bool_)
+        merge_rows(slots, self.values, self.stamps, self.tags, self.filled, self.written,
+                   self.top, self.top_len, self.top_written, self.top_cutoff, self.top_oldest,
+                   cutoff, self.qs,
+                   ntags, self.max_delta, stats.quantiles, stats.counts, stats.sums,
+                   stats.tag_counts, stats.min_stamps, rebuild)
+        done = ~rebuild
+        self._keep(slots[done], stats.select(done), self.version[slots[done]], now)
+        return slots[rebuild]
+
+    def rebuild(
+        self, slots: npt.NDArray[np.int64], cutoff: float, now: float, ntags: int
+    ) -> None:
+        """Rebuild the tops of `slots` in place, on the calling thread (small stores, tests)."""
+        stats = BlockStats.empty(len(slots), len(self.qs), ntags)
+        for start in range(0, len(slots), CHUNK):  # bounds the keys block to 4 MiB
+            part = slots[start : start + CHUNK]
+            rebuild_block(part, part, self.values, self.stamps, self.tags, self.filled,
+                          self.capacity, cutoff, self.qs, ntags, self.top, self.top_len,
+                          stats.slice(start, start + len(part)))
+        self.top_written[slots] = self.written[slots]
+        self.top_cutoff[slots] = cutoff
+        self.top_oldest[slots] = stats.min_stamps
+        self._keep(slots, stats, self.version[slots], now)
 
     def copy_rows(self, slots: npt.NDArray[np.int64]) -> RowsCopy:
-        """A private copy of some rings, so their stats can be computed off the event loop."""
+        """A private copy of some rings, so their tops can be rebuilt off the event loop."""
         width = int(self.filled[slots].max(initial=0))
         return RowsCopy(
             slots=slots,
             values=self.values[slots, :width].copy(),
             stamps=self.stamps[slots, :width].copy(),
-            tags=self.tags[slots, :width].copy(),
+            tags=self.tags[slots, : (width + 1) // 2].copy(),
             filled=self.filled[slots].copy(),
             version=self.version[slots].copy(),
             generation=self.generation[slots].copy(),
+            written=self.written[slots].copy(),
+            epoch=self.epoch[slots].copy(),
+            top_width=self.top.shape[1],
+            capacity=self.capacity,
         )
 
-    def store_stats(self, rows: RowsCopy, stats: BlockStats, computed_at: float) -> None:
-        """Cache stats computed from `rows` (on the loop; the copy carries its versions).
+    def store_stats(
+        self, rows: RowsCopy, stats: BlockStats, computed_at: float, cutoff: float | None = None
+    ) -> None:
+        """Cache stats (and the tops) computed from `rows` (on the loop; the copy carries its
+        versions).
 
         A slot that changed hands while the copy was being sorted keeps no stats from it:
-        they belong to the series that had the slot before.
+        they belong to the series that had the slot before. A top is installed only if no
+        sample was replaced in place since the copy: samples written since are merged by
+        the next read, because the top records how far the ring had been written.
         """
         same = self.generation[rows.slots] == rows.generation
-        s = rows.slots[same]
-        self._c_q[s] = stats.quantiles[same]
-        self._c_n[s] = stats.counts[same]
-        self._c_sum[s] = stats.sums[same]
-        self._c_tags[s, : stats.tag_counts.shape[1]] = stats.tag_counts[same]
-        self._c_min[s] = stats.min_stamps[same]
-        self._c_version[s] = rows.version[same]
+        self._keep(rows.slots[same], stats.select(same), rows.version[same], computed_at)
+        if stats.top is None or stats.top_len is None or cutoff is None:
+            return
+        intact = self.epoch[rows.slots] == rows.epoch
+        s = rows.slots[intact]
+        self.top[s] = stats.top[intact]
+        self.top_len[s] = stats.top_len[intact]
+        self.top_written[s] = rows.written[intact]
+        self.top_cutoff[s] = cutoff
+        self.top_oldest[s] = stats.min_stamps[intact]
+
+    def _keep(
+        self, s: npt.NDArray[np.int64], stats: BlockStats, version: npt.NDArray[np.int64],
+        computed_at: float,
+    ) -> None:
+        self._c_q[s] = stats.quantiles
+        self._c_n[s] = stats.counts
+        self._c_sum[s] = stats.sums
+        self._c_tags[s, : stats.tag_counts.shape[1]] = stats.tag_counts
+        self._c_min[s] = stats.min_stamps
+        self._c_version[s] = version
         self._c_time[s] = computed_at
 
     def cached(
@@ -215,9 +257,8 @@ class RingPool:
     ) -> None:
         """Recompute stale rows in place, on the calling thread (small stores, tests)."""
         stale = slots[self.stale(slots, cutoff, now - TICK_SECONDS)]
-        for start in range(0, len(stale), CHUNK):
-            rows = self.copy_rows(stale[start : start + CHUNK])
-            self.store_stats(rows, block_stats(rows, cutoff, self.qs, ntags), now)
+        if len(stale):
+            self.rebuild(self.merge(stale, cutoff, now, ntags), cutoff, now, ntags)
 
 
 @dataclass
@@ -231,61 +272,85 @@ class RowsCopy:
     filled: npt.NDArray[np.int64]
     version: npt.NDArray[np.int64]
     generation: npt.NDArray[np.int64]
+    written: npt.NDArray[np.int64]
+    epoch: npt.NDArray[np.int64]
+    top_width: int
+    capacity: int
 
 
 @dataclass
 class BlockStats:
-    """Window statistics of a RowsCopy, row for row."""
+    """Window statistics of some rows, row for row (and their rebuilt tops, if any)."""
 
     quantiles: FloatArray
     counts: npt.NDArray[np.int64]
     sums: FloatArray
     tag_counts: npt.NDArray[np.int64]
     min_stamps: FloatArray  # oldest sample counted; once older than the cutoff, recompute
+    top: npt.NDArray[np.unsignedinteger[Any]] | None = None
+    top_len: npt.NDArray[np.int64] | None = None
+
+    @classmethod
+    def empty(cls, k: int, nq: int, ntags: int) -> BlockStats:
+        return cls(np.full((k, nq), np.nan), np.zeros(k, dtype=np.int64), np.zeros(k),
+                   np.zeros((k, ntags), dtype=np.int64), np.full(k, np.inf))
+
+    def slice(self, start: int, stop: int) -> BlockStats:
+        """Rows start..stop as views: kernels write through them."""
+        return BlockStats(self.quantiles[start:stop], self.counts[start:stop],
+                          self.sums[start:stop], self.tag_counts[start:stop],
+                          self.min_stamps[start:stop])
+
+    def select(self, rows: npt.NDArray[np.bool_]) -> BlockStats:
+        return BlockStats(self.quantiles[rows], self.counts[rows], self.sums[rows],
+                          self.tag_counts[rows], self.min_stamps[rows])
 
 
 def block_stats(rows: RowsCopy, cutoff: float, qs: FloatArray, ntags: int) -> BlockStats:
-    """Exact quantiles, counts, sums and per-tag counts of each row's window.
+    """Exact quantiles, counts, sums and per-tag counts of each row's window, with new tops.
 
-    Pure (reads only the copy), so it may run in a worker thread: np.sort releases the GIL.
+    Pure (reads only the copy) and compiled without the GIL, so it runs in a worker thread.
     Matches numpy.percentile(..., method="linear") (the default, Hyndman-Fan type 7)
     bit for bit, including its lerp that counts down from the upper neighbour when
     the fraction is >= 0.5. Empty windows give NaN.
     """
-    k, width = rows.values.shape
-    out = np.full((k, len(qs)), np.nan)
-    tag_counts = np.zeros((k, ntags), dtype=np.int64)
-    min_stamps = np.full(k, np.inf)
-    if width == 0:
-        return BlockStats(out, np.zeros(k, dtype=np.int64), np.zeros(k), tag_counts, min_stamps)
-    valid = (np.arange(width)[None, :] < rows.filled[:, None]) & (rows.stamps >= cutoff)
-    block = np.where(valid, rows.values, np.inf)  # invalid cells sort after every sample
-    n = valid.sum(axis=1)
-    # Only ranks from the lowest quantile's upward are read. Partitioning at that rank and
-    # sorting the part above it leaves exactly the fully sorted values there, for about
-    # half the cost of sorting whole rows when the lowest quantile is the median.
-    low = int(np.floor(qs.min() * (max(int(n[n > 0].min(initial=1)), 1) - 1)))
-    if low > 0:
-        block.partition(low, axis=1)
-        block[:, low:].sort(axis=1)
-    else:
-        block.sort(axis=1)
-    sums = np.where(valid, rows.values, 0.0).sum(axis=1)
-    min_stamps = np.where(valid, rows.stamps, np.inf).min(axis=1)
-    for tag in range(ntags):
-        tag_counts[:, tag] = ((rows.tags == tag) & valid).sum(axis=1)
-    has = np.nonzero(n > 0)[0]
-    if len(has):
-        nn = n[has].astype(np.float64)
-        virtual = qs[None, :] * (nn[:, None] - 1.0)
-        lo = np.floor(virtual)
-        frac = virtual - lo
-        lo_i = lo.astype(np.int64)
-        hi_i = np.minimum(lo_i + 1, (n[has] - 1)[:, None])
-        a = np.take_along_axis(block[has], lo_i, axis=1)
-        b = np.take_along_axis(block[has], hi_i, axis=1)
-        diff = b - a
-        lerp = np.where(frac >= 0.5, b - diff * (1.0 - frac), a + diff * frac)
-        # numpy returns the lower neighbour itself when both are equal (also for inf).
-        out[has] = np.where(a == b, a, lerp)
-    return BlockStats(out, n.astype(np.int64), sums, tag_counts, min_stamps)
+    k = len(rows.slots)
+    stats = BlockStats.empty(k, len(qs), ntags)
+    stats.top = np.empty((k, rows.top_width), dtype=top_dtype(rows.capacity))
+    stats.top_len = np.zeros(k, dtype=np.int64)
+    idx = np.arange(k, dtype=np.int64)
+    rebuild_block(idx, idx, rows.values, rows.stamps, rows.tags, rows.filled, rows.capacity,
+                  cutoff, qs, ntags, stats.top, stats.top_len, stats)
+    return stats
+
+
+def rebuild_block(
+    src: npt.NDArray[np.int64], dst: npt.NDArray[np.int64], values: FloatArray,
+    stamps: FloatArray, tags: npt.NDArray[np.uint8], filled: npt.NDArray[np.int64],
+    capacity: int, cutoff: float, qs: FloatArray, ntags: int,
+    top: npt.NDArray[np.unsignedinteger[Any]], top_len: npt.NDArray[np.int64], out: BlockStats,
+) -> None:
+    """Stats and new tops of rows `src`: one numpy sort of integer keys (value bits, column
+    in the low bits), then a compiled pass that fixes the rare near-ties and reads ranks."""
+    width = max(1, (capacity - 1).bit_length())
+    keys = np.empty((len(src), values.shape[1]), dtype=np.uint64)
+    sort_keys(src, values.view(np.uint64), stamps, filled, cutoff, width, keys)
+    keys.sort(axis=1)
+    finish_rows(src, dst, keys, width, values, stamps, tags, filled, cutoff, qs, ntags, top,
+                top_len, out.quantiles, out.counts, out.sums, out.tag_counts, out.min_stamps)
+
+
+def top_dtype(capacity: int) -> type[np.unsignedinteger[Any]]:
+    """Column numbers fit 16 bits at the default window: 2 bytes per kept sample."""
+    return np.uint16 if capacity <= 1 << 16 else np.uint32
+
+
+def top_width(capacity: int, qs: FloatArray) -> int:
+    """Samples a top keeps: the ranks the lowest quantile reads, plus 1/32 of slack.
+
+    The slack is what a top may lose to evictions before it must be rebuilt (a random walk
+    of +-a few samples per read takes hundreds of reads to use 64); it is kept small
+    because every entry costs 2 bytes per series: 2.1 KB at the default window.
+    """
+    need = capacity - int(np.floor(float(qs.min()) * (capacity - 1)))
+    return min(capacity, need + capacity // 32 + 1)

@@ -8,7 +8,6 @@ once. Writes are O(1) and lock-free: everything runs on the one event loop.
 from __future__ import annotations
 
 import asyncio
-from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -17,11 +16,22 @@ import numpy as np
 import numpy.typing as npt
 
 from metricsd.labels import require_clean
-from metricsd.store.ring import CHUNK, TICK_SECONDS, FloatArray, RingPool, block_stats
+from metricsd.store.kernels import record_batch, record_one
+from metricsd.store.ring import (
+    CHUNK,
+    MERGE_CHUNK,
+    TICK_SECONDS,
+    FloatArray,
+    RingPool,
+    block_stats,
+)
 
 QUANTILES: tuple[float, ...] = (0.5, 0.75, 0.9, 0.95, 0.99)
-# Batches at least this long are written with vectorised numpy operations.
-VECTOR_BATCH = 32
+# Batches at least this long go to the compiled batch write (building its arrays costs
+# about as much as a few scalar writes).
+VECTOR_BATCH = 4
+# Worker threads rebuilding sorted tops at once during a refresh (the machine's cores).
+REBUILD_THREADS = 2
 
 # Latency buckets, seconds: 5 ms to 30 s, roughly x2 per step with the usual SLO lines.
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -155,7 +165,6 @@ class SeriesFamily:
         self.sums = np.zeros(slots)
         self.counters = np.zeros((slots, len(self.spec.tags), len(self.spec.extras)), np.int64)
         self.last_seen = np.zeros(slots)
-        self._bounds = self.spec.buckets
         self._bounds_array = np.asarray(self.spec.buckets, dtype=np.float64)
 
     def __len__(self) -> int:
@@ -163,32 +172,59 @@ class SeriesFamily:
 
     def record(self, slot: int, value: float, stamp: float, tag: int, extra: int) -> int:
         """Add one sample to ring, histogram and counters; return its ring sequence number."""
-        self.buckets[slot, bisect_left(self._bounds, value)] += 1
-        self.sums[slot] += value
-        self.counters[slot, tag, extra] += 1
-        if stamp > self.last_seen[slot]:
-            self.last_seen[slot] = stamp
-        return self.pool.push(slot, value, stamp, tag)
+        pool = self.pool
+        seq: int = record_one(slot, value, stamp, tag, extra, self._bounds_array, self.buckets,
+                              self.sums, self.counters, self.last_seen, pool.values,
+                              pool.stamps, pool.tags, pool.pos, pool.filled, pool.written,
+                              pool.version)
+        return seq
 
     def record_many(
         self,
         slots: npt.NDArray[np.int64],
         values: FloatArray,
         stamps: FloatArray,
-        tags: npt.NDArray[np.uint8],
+        tags: npt.NDArray[Any],
         extras: npt.NDArray[np.int64],
+        tag_div: int = 1,
     ) -> None:
-        """Add a batch (any mix of series) with a fixed number of vectorised operations."""
-        bucket = np.searchsorted(self._bounds_array, values, side="left")
-        np.add.at(self.buckets, (slots, bucket), 1)
-        np.add.at(self.sums, slots, values)
-        np.add.at(self.counters, (slots, tags, extras), 1)
-        np.maximum.at(self.last_seen, slots, stamps)
-        self.pool.push_batch(slots, values, stamps, tags)
+        """Add a batch (any mix of series) in one compiled loop: what `record` would do
+        sample by sample, without numpy's per-call cost. With tag_div 100, `tags` are HTTP
+        statuses and the tag is their class (status // 100 - 1)."""
+        pool = self.pool
+        record_batch(slots, values, stamps, tags, tag_div, extras, self._bounds_array,
+                     self.buckets,
+                     self.sums, self.counters, self.last_seen, pool.values, pool.stamps,
+                     pool.tags, pool.pos, pool.filled, pool.written, pool.version)
 
     def slots_array(self) -> tuple[list[tuple[str, ...]], npt.NDArray[np.int64]]:
         keys = list(self.slot_of)
         return keys, np.fromiter(self.slot_of.values(), dtype=np.int64, count=len(keys))
+
+
+_warm = False
+
+
+def warm_up(window_samples: int) -> None:
+    """Load (or compile) every kernel once per process with the dtypes used in production,
+    at startup rather than inside the first beacon or scrape."""
+    global _warm
+    if _warm:
+        return
+    _warm = True
+    store = Store(max_series=2, window_samples=max(16, window_samples), window_seconds=300,
+                  idle_timeout=60)
+    family = store.families["api"]
+    store.observe("api", ("w", "/", "GET"), 0.1, 1.0, 1)
+    store.observe_columns("api", [("w", "/", "GET")] * 8, [0.1] * 8, [1.0] * 8, [1] * 8,
+                          [0] * 8)
+    store.observe_series("api", [("w", "/", "GET")], [2], np.ones(2), np.ones(2),
+                         np.full(2, 200))
+    store.window_stats(family, 2.0)  # first read: rebuild
+    store.observe("api", ("w", "/", "GET"), 0.2, 1.0, 1)
+    store.window_stats(family, 4.0)  # then a merge
+    _, slots = family.slots_array()
+    block_stats(store.pool.copy_rows(slots), 0.0, store.pool.qs, len(family.spec.tags))
 
 
 class Store:
@@ -214,6 +250,7 @@ class Store:
         self.reading = asyncio.Lock()
         self.tap: SampleTap | None = None  # the history, when configured
         self.families: dict[str, SeriesFamily] = {}
+        self.layout = 0  # bumps whenever a slot is released
         self.dropped: dict[str, int] = {}  # family -> samples refused for want of a slot
         self.expired: dict[str, int] = {}  # family -> series removed for idleness
         # Series per budget (beacon kind), so one kind cannot take another's slots.
@@ -335,6 +372,35 @@ class Store:
             self.tap.many(name, slot_array, value_array, stamp_array, tag_array)
         return stored
 
+    def observe_series(
+        self,
+        name: str,
+        keys: Sequence[tuple[str, ...]],
+        counts: Sequence[int],
+        values: FloatArray,
+        stamps: FloatArray,
+        statuses: npt.NDArray[np.int64],
+    ) -> list[bool]:
+        """Record columnar series (`counts[i]` samples of keys[i], contiguous, tagged with
+        their HTTP status class) with one compiled write; True per series stored, False
+        where `max_series` refused it."""
+        family = self.families[name]
+        slots = [self.slot(family, key) for key in keys]
+        stored = [slot is not None for slot in slots]
+        if len(slots) == 1:
+            per_sample = np.full(counts[0], -1 if slots[0] is None else slots[0], np.int64)
+        else:
+            per_sample = np.repeat(np.array([-1 if s is None else s for s in slots],
+                                            dtype=np.int64), counts)
+        if False in stored:
+            keep = per_sample >= 0
+            per_sample, values, stamps, statuses = (
+                per_sample[keep], values[keep], stamps[keep], statuses[keep])
+        if len(per_sample):
+            family.record_many(per_sample, values, stamps, statuses,
+                               np.zeros(len(per_sample), dtype=np.int64), tag_div=100)
+        return stored
+
     def window_stats(self, family: SeriesFamily, now: float) -> WindowStats:
         """Exact window stats of every series of `family`; stale rows are recomputed here."""
         keys, slots = family.slots_array()
@@ -343,12 +409,14 @@ class Store:
         return WindowStats(keys, slots, *self.pool.cached(slots, ntags))
 
     async def refresh(self, now: float) -> None:
-        """Recompute stale window stats of every family, sorting in a worker thread.
+        """Recompute stale window stats of every family without stalling ingestion.
 
-        Copies are taken on the loop a chunk at a time and sorted off it (np.sort releases
-        the GIL), so a scrape of thousands of full rings does not stall beacon ingestion.
+        Rows with a few new samples are merged on the loop, MERGE_CHUNK at a time with a
+        yield in between; rows that need their sorted top rebuilt (most of the ring turned
+        over) are copied on the loop and rebuilt in two worker threads (the kernels release
+        the GIL), so a scrape of thousands of changed rings does not stall beacons.
         """
-        # Two scrapers at once (an HA Prometheus pair) would sort the same rows twice;
+        # Two scrapers at once (an HA Prometheus pair) would compute the same rows twice;
         # the second waits and then finds them fresh.
         async with self._refreshing:
             await self._refresh_stale(now)
@@ -356,14 +424,24 @@ class Store:
     async def _refresh_stale(self, now: float) -> None:
         cutoff = now - self.window_seconds
         fresh_after = now - TICK_SECONDS
+        pool = self.pool
         for family in self.families.values():
             _, slots = family.slots_array()
             ntags = len(family.spec.tags)
-            stale = slots[self.pool.stale(slots, cutoff, fresh_after)]
-            for start in range(0, len(stale), CHUNK):
-                rows = self.pool.copy_rows(stale[start : start + CHUNK])
-                stats = await asyncio.to_thread(block_stats, rows, cutoff, self.pool.qs, ntags)
-                self.pool.store_stats(rows, stats, now)
+            stale = slots[pool.stale(slots, cutoff, fresh_after)]
+            rebuild: list[npt.NDArray[np.int64]] = []
+            for start in range(0, len(stale), MERGE_CHUNK):
+                rebuild.append(pool.merge(stale[start : start + MERGE_CHUNK], cutoff, now, ntags))
+                await asyncio.sleep(0)
+            todo = np.concatenate(rebuild) if rebuild else stale[:0]
+            chunks = [todo[i : i + CHUNK] for i in range(0, len(todo), CHUNK)]
+            for pair in range(0, len(chunks), REBUILD_THREADS):
+                copies = [pool.copy_rows(c) for c in chunks[pair : pair + REBUILD_THREADS]]
+                results = await asyncio.gather(*(
+                    asyncio.to_thread(block_stats, rows, cutoff, pool.qs, ntags)
+                    for rows in copies))
+                for rows, stats in zip(copies, results, strict=True):
+                    pool.store_stats(rows, stats, now, cutoff)
 
     async def expire_idle(self, now: float) -> int:
         """`expire`, once no reader is walking the series."""
@@ -378,6 +456,8 @@ class Store:
             stale = [k for k, s in family.slot_of.items() if family.last_seen[s] < cutoff]
             for key in stale:
                 self.pool.release(family.slot_of.pop(key))
+            if stale:
+                self.layout += 1  # slots changed hands: caches of key -> slot are void
             if family.spec.budget in self.in_budget:
                 self.in_budget[family.spec.budget] -= len(stale)
             self.expired[name] += len(stale)

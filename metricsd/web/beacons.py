@@ -118,9 +118,9 @@ class BeaconChecks:
         items = payload if type(payload) is list else [payload]
         if not items:
             raise Refused(400, "empty", "empty batch: send an object or a non-empty array")
-        if len(items) > config.max_items:
+        if (count := beacon.count(items)) > config.max_items:
             raise Refused(413, "too_many_items",
-                          f"batch of {len(items)} items exceeds ingest.max_items "
+                          f"batch of {count} samples exceeds ingest.max_items "
                           f"({config.max_items}): split it")
         result = beacon.ingest(items, ctx)
         body_out = {"accepted": result.accepted, "rejected": result.rejected,

@@ -17,6 +17,20 @@ from metricsd.client import AsyncSender, SenderCollector, ThreadSender
 from metricsd.client.base import TimingSender
 
 
+def expand(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """The row items a columnar series object stands for (one per duration)."""
+    n = len(obj["duration_ms"])
+    status = obj["status"] if isinstance(obj["status"], list) else [obj["status"]] * n
+    rows = []
+    for j in range(n):
+        row = {k: obj[k] for k in ("service", "route", "method")}
+        row.update(status=status[j], duration_ms=obj["duration_ms"][j])
+        if "timestamp" in obj:
+            row["timestamp"] = obj["timestamp"][j]
+        rows.append(row)
+    return rows
+
+
 class Script:
     """Answers POST /v1/beacons/timings from a list; records every body it got."""
 
@@ -25,13 +39,16 @@ class Script:
         self.answers = list(answers or [])
         self.limit_items = limit_items
         self.hang = hang
-        self.bodies: list[list[dict[str, Any]]] = []
+        self.bodies: list[list[dict[str, Any]]] = []  # as row items, element by element
+        self.raw: list[list[dict[str, Any]]] = []  # as sent: one series object per route
         self.auth: list[str | None] = []
 
     async def handle(self, request: web.Request) -> web.Response:
         if self.hang:
             await asyncio.sleep(3600)
-        items = json.loads(await request.read())
+        raw = json.loads(await request.read())
+        self.raw.append(raw)
+        items = [row for obj in raw for row in expand(obj)]
         self.bodies.append(items)
         self.auth.append(request.headers.get("Authorization"))
         if self.limit_items is not None and len(items) > self.limit_items:
@@ -102,6 +119,8 @@ async def test_payload_and_token(scripted: Callable[..., Any], make_sender: Any)
     record(sender, 2)
     await close(sender)
     assert script.auth == ["Bearer t0k"]
+    assert script.raw == [[{"service": "svc", "route": "/r/{id}", "method": "GET",
+                            "status": [200, 201], "duration_ms": [1.0, 2.0]}]]
     assert script.bodies == [[
         {"service": "svc", "route": "/r/{id}", "method": "GET", "status": 200, "duration_ms": 1.0},
         {"service": "svc", "route": "/r/{id}", "method": "GET", "status": 201, "duration_ms": 2.0},

@@ -81,3 +81,22 @@ def test_large_fast_batch_reports_series_limit_per_item():
     assert (result.accepted, result.rejected) == (40, 20)
     assert [e["index"] for e in result.errors] == list(range(2, 60, 3))
     assert beacon.counters.rejected[("timings", "series_limit")] == 21
+
+
+def test_cached_slots_are_dropped_when_a_series_expires():
+    """The fast path caches raw triple -> slot; after expiry that slot may belong to
+    another series, which must never receive the old triple's samples."""
+    beacon, store = make(max_series=1)
+    now = time.time()
+    x = [{"service": "s", "route": "/x", "method": "GET", "status": 200,
+          "duration_ms": 1.0}] * 40
+    y = [{**item, "route": "/y"} for item in x]
+    beacon.ingest(x, Context(now))  # general path: allocates /x
+    assert beacon.ingest_body(orjson.dumps(x), Context(now)).accepted == 40  # cached slot
+    assert store.expire(now + 7200) == 1
+    beacon.ingest(y, Context(now + 7200))  # /y takes the freed slot
+    result = beacon.ingest_body(orjson.dumps(x), Context(now + 7200))
+    assert result is not None and result.accepted == 0  # /x: no slot left (max_series 1)
+    family = store.families["api"]
+    assert list(family.slot_of) == [("s", "/y", "GET")]
+    assert int(family.counters[family.slot_of[("s", "/y", "GET")]].sum()) == 40

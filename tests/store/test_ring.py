@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
 import numpy as np
 import pytest
 
 from metricsd.store.ring import RingPool, block_stats
-from metricsd.store.series import QUANTILES
+from metricsd.store.series import QUANTILES, Store
 
 QS = np.asarray(QUANTILES)
 
@@ -74,23 +76,52 @@ def test_window_by_age_drops_old_samples():
     assert empty.counts[0] == 0 and np.isnan(empty.quantiles[0]).all()
 
 
-def test_push_batch_equals_push_one_by_one():
+def test_compiled_writes_equal_plain_python_writes():
+    """record (one sample) and record_many (batches) leave rings, histograms, sums and
+    counters exactly as plain Python would: bisect for the bucket, += in order, the ring
+    written column by column (RingPool.push), including batches larger than a ring."""
     rng = np.random.default_rng(7)
-    slots_in = rng.integers(0, 5, 3000)
-    values = rng.lognormal(size=3000)
-    a, b = RingPool(5, 256, QUANTILES), RingPool(5, 256, QUANTILES)
-    for pool in (a, b):
-        for _ in range(5):
-            pool.allocate()
-    for s, v in zip(slots_in, values, strict=True):
-        a.push(int(s), float(v), 1.0, 1)
-    for chunk in np.array_split(np.arange(3000), 7):  # uneven batches, some > capacity
-        b.push_batch(slots_in[chunk], values[chunk], np.ones(len(chunk)),
-                     np.ones(len(chunk), dtype=np.uint8))
-    np.testing.assert_array_equal(a.pos, b.pos)
-    np.testing.assert_array_equal(a.filled, b.filled)
-    np.testing.assert_array_equal(a.written, b.written)
-    np.testing.assert_array_equal(a.values, b.values)
+    n = 3000
+    slots_in = rng.integers(0, 5, n)
+    values = rng.lognormal(-3, 2, n)
+    values[::50] = 0.1  # exactly on a bucket bound
+    stamps = rng.uniform(0, 100, n)
+    tags = rng.integers(0, 5, n).astype(np.uint8)
+    extras = np.zeros(n, dtype=np.int64)
+    stores = [Store(max_series=5, window_samples=256, window_seconds=300, idle_timeout=1)
+              for _ in range(2)]
+    for store in stores:
+        for i in range(5):
+            store.slot(store.families["api"], ("s", f"/{i}", "GET"))
+    a, b = (store.families["api"] for store in stores)
+    bounds = list(a.spec.buckets)
+    ref = RingPool(5, 256, QUANTILES)
+    for _ in range(5):
+        ref.allocate()
+    buckets = np.zeros_like(a.buckets)
+    sums = np.zeros(5)
+    counters = np.zeros_like(a.counters)
+    last_seen = np.zeros(5)
+    for i in range(n):
+        s, v, t = int(slots_in[i]), float(values[i]), int(tags[i])
+        buckets[s, bisect_left(bounds, v)] += 1
+        sums[s] += v
+        counters[s, t, 0] += 1
+        last_seen[s] = max(last_seen[s], stamps[i])
+        ref.push(s, v, float(stamps[i]), t)
+        a.record(s, v, float(stamps[i]), t, 0)
+    for chunk in np.array_split(np.arange(n), 7):  # uneven batches, some > capacity
+        b.record_many(slots_in[chunk], values[chunk], stamps[chunk], tags[chunk], extras[chunk])
+    for family in (a, b):
+        for name in ("pos", "filled", "written", "values", "stamps", "tags"):
+            np.testing.assert_array_equal(getattr(family.pool, name), getattr(ref, name), name)
+        np.testing.assert_array_equal(family.buckets[:5], buckets)
+        np.testing.assert_array_equal(family.sums[:5], sums)
+        np.testing.assert_array_equal(family.counters[:5], counters)
+        np.testing.assert_array_equal(family.last_seen[:5], last_seen)
+    mine = [int(t) for s, t in zip(slots_in, tags, strict=True) if s == 0]
+    newest = {q % 256: mine[q] for q in range(len(mine))}  # column -> last tag written there
+    assert ref.tags_of(0)[: len(newest)].tolist() == [newest[c] for c in range(len(newest))]
 
 
 def test_replace_updates_in_place_until_the_ring_wraps_or_is_reused():

@@ -67,12 +67,14 @@ async def test_100k_raw_routes_stay_within_max_series(aiohttp_client, make_confi
 
 def test_ring_memory_is_preallocated_and_fixed():
     store = Store(max_series=1000, window_samples=2048, window_seconds=300, idle_timeout=60)
-    nbytes = store.pool.values.nbytes + store.pool.stamps.nbytes + store.pool.tags.nbytes
-    assert nbytes == 1000 * 2048 * (8 + 8 + 1)
+    pool = store.pool
+    nbytes = pool.values.nbytes + pool.stamps.nbytes + pool.tags.nbytes + pool.top.nbytes
+    # value, stamp, a 4-bit tag and, for the upper half plus 1/32, a uint16 column.
+    assert nbytes == 1000 * (2048 * (8 + 8 + 0.5) + (1025 + 64 + 1) * 2)
     for i in range(5000):
         store.observe("api", ("s", f"/r{i}", "GET"), 0.1, 1.0, 1)
     assert store.series_count == 1000
-    assert store.pool.values.nbytes + store.pool.stamps.nbytes + store.pool.tags.nbytes == nbytes
+    assert pool.values.nbytes + pool.stamps.nbytes + pool.tags.nbytes + pool.top.nbytes == nbytes
 
 
 def test_idle_series_expire_and_free_their_slot():
