@@ -157,6 +157,9 @@ class SeriesFamily:
     sums: FloatArray = field(init=False)
     counters: npt.NDArray[np.int64] = field(init=False)
     last_seen: FloatArray = field(init=False)
+    # Told of every sample recorded here (the history); every write path ends in `record`
+    # or `record_many`, so none can bypass it.
+    tap: SampleTap | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         slots = self.pool.slots
@@ -173,6 +176,8 @@ class SeriesFamily:
     def record(self, slot: int, value: float, stamp: float, tag: int, extra: int) -> int:
         """Add one sample to ring, histogram and counters; return its ring sequence number."""
         pool = self.pool
+        if self.tap is not None:
+            self.tap.one(self.spec.name, slot, value, stamp, tag)
         seq: int = record_one(slot, value, stamp, tag, extra, self._bounds_array, self.buckets,
                               self.sums, self.counters, self.last_seen, pool.values,
                               pool.stamps, pool.tags, pool.pos, pool.filled, pool.written,
@@ -192,6 +197,9 @@ class SeriesFamily:
         sample by sample, without numpy's per-call cost. With tag_div 100, `tags` are HTTP
         statuses and the tag is their class (status // 100 - 1)."""
         pool = self.pool
+        if self.tap is not None:  # the columns as given, queued by reference
+            self.tap.many(self.spec.name, slots, values, stamps,
+                          tags if tag_div == 1 else tags // tag_div - 1)
         record_batch(slots, values, stamps, tags, tag_div, extras, self._bounds_array,
                      self.buckets,
                      self.sums, self.counters, self.last_seen, pool.values, pool.stamps,
@@ -248,7 +256,7 @@ class Store:
         # Held by readers that yield while walking the series (the /metrics writer);
         # expiry waits for it, so no slot changes hands under a reader.
         self.reading = asyncio.Lock()
-        self.tap: SampleTap | None = None  # the history, when configured
+        self._tap: SampleTap | None = None  # the history, when configured
         self.families: dict[str, SeriesFamily] = {}
         self.layout = 0  # bumps whenever a slot is released
         self.dropped: dict[str, int] = {}  # family -> samples refused for want of a slot
@@ -262,8 +270,19 @@ class Store:
             self._add(FamilySpec(spec.name, ("page",), spec.buckets, RATINGS, NAVIGATION_TYPES,
                                  budget="vitals"))
 
+    @property
+    def tap(self) -> SampleTap | None:
+        return self._tap
+
+    @tap.setter
+    def tap(self, tap: SampleTap | None) -> None:
+        """Attach (or detach) the history's tap to every family."""
+        self._tap = tap
+        for family in self.families.values():
+            family.tap = tap
+
     def _add(self, spec: FamilySpec) -> None:
-        self.families[spec.name] = SeriesFamily(spec, self.pool)
+        self.families[spec.name] = SeriesFamily(spec, self.pool, tap=self._tap)
         self.dropped[spec.name] = 0
         self.expired[spec.name] = 0
 
@@ -310,8 +329,6 @@ class Store:
         slot = self.slot(family, key)
         if slot is None:
             return None
-        if self.tap is not None:
-            self.tap.one(family_name, slot, value, stamp, tag)
         return slot, family.record(slot, value, stamp, tag, extra)
 
     def observe_many(self, samples: Sequence[Sample]) -> list[bool]:
@@ -368,8 +385,6 @@ class Store:
         tag_array = np.asarray(tags, dtype=np.uint8)
         family.record_many(slot_array, value_array, stamp_array, tag_array,
                            np.asarray(extras, dtype=np.int64))
-        if self.tap is not None:  # the columns just built, queued by reference
-            self.tap.many(name, slot_array, value_array, stamp_array, tag_array)
         return stored
 
     def observe_series(
