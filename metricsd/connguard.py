@@ -150,6 +150,11 @@ class GuardedProtocol(asyncio.Protocol):
         self.bytes_in += len(data)
         if self.inner is not None:
             self.inner.data_received(data)
+            if self.idle_since is not None and self.busy():
+                # A whole request head arrived: the bytes the sweeper saw since it last
+                # looked were no partial head. Without this, a keep-alive client whose
+                # quick requests the sweeper never catches in flight got a 408 mid-stream.
+                self.idle_since = self.partial_since = None
 
     def eof_received(self) -> bool | None:
         return self.inner.eof_received() if self.inner is not None else None

@@ -14,6 +14,7 @@ SIGHUP reloads the configuration (metricsd.core.reload), as Prometheus and Alert
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -126,6 +127,10 @@ async def run(config: Config, path: str | Path | None = None,
     try:
         site = GuardedSite(runner, config.host, config.port, guard)
         await site.start()
+        # Everything imported and built so far lives as long as the process: keep it out of
+        # the collector's full passes, which otherwise trace some 70,000 objects (100+ ms
+        # with the loop stopped) whenever enough short-lived objects were promoted.
+        gc.freeze()
         log.info("metricsd listening on http://%s:%d", config.host, config.port)
         await stop.wait()
         total = core.current_config(app).shutdown_timeout  # reloadable

@@ -140,3 +140,13 @@ def test_example_config_shows_every_key(pytestconfig):
 
     raw = yaml.safe_load((pytestconfig.rootpath / "metricsd.example.yml").read_text())
     assert _missing_keys(Config, raw) == []
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:\u00b9", "127.0.0.1:\u0669\u0668\u0661\u0661",
+                                    "127.0.0.1:\uff19\uff18\uff11\uff11",
+                                    "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:-1"])
+def test_listen_port_takes_ascii_digits_only(make_config, listen):
+    """int() reads Arabic-Indic and full-width digits; a port in the config must not."""
+    with pytest.raises(ConfigError) as info:
+        make_config({"listen": listen})
+    assert "listen" in str(info.value)

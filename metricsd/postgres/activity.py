@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from metricsd.postgres.base import FamilyBuilder, PgCollector, Snapshot, spec
+from metricsd.postgres.base import PRIVILEGE_HINT, FamilyBuilder, PgCollector, Snapshot, spec
 from metricsd.postgres.registry import register
 from metricsd.postgres.targets import ServerInfo
 
@@ -111,12 +111,15 @@ class ActivityCollector(PgCollector):
         s = await conn.fetchrow(SUMMARY_SQL)
         by_state = fold_applications(
             [(r["datname"], r["application"], r["state"], int(r["n"])) for r in rows])
+        note = "" if info.reads_all_stats else (
+            "other roles' sessions show no state, wait event or query (counted as state "
+            f"'unknown'); {PRIVILEGE_HINT}")
         return self.snapshot(now, ActivityData(
             by_state=by_state, max_connections=int(s["max_connections"]),
             clients=int(s["clients"]), idle_in_transaction=int(s["idle_in_transaction"]),
             waiting_lock=int(s["waiting_lock"]), oldest_transaction_s=float(s["oldest_xact"]),
             oldest_query_s=float(s["oldest_query"]),
-        ))
+        ), note)
 
     def fill(self, out: FamilyBuilder, data: ActivityData) -> None:
         for datname, application, state, n in data.by_state:

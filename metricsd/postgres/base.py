@@ -16,6 +16,18 @@ from metricsd.export.text import escape_label_value, label_string, number
 from metricsd.labels import clean_all
 from metricsd.postgres.targets import ServerInfo
 
+# Relations someone holds or waits for in ACCESS EXCLUSIVE mode (a migration, VACUUM FULL,
+# REINDEX): pg_relation_size() on them would queue behind the lock, so the views leave them
+# out for that round instead of waiting, as pgwatch does. Used as `relid NOT IN (...)`.
+LOCKED_RELATIONS_SQL = """
+SELECT relation FROM pg_locks
+WHERE locktype = 'relation' AND mode = 'AccessExclusiveLock' AND relation IS NOT NULL
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
+
+
+PRIVILEGE_HINT = "the role needs pg_read_all_stats (GRANT pg_monitor TO <role>)"
+
 
 class CollectorStatusError(CollectorError):
     """A failure the collector can name: `status` is the metricsd_pg_collector_status label."""
@@ -47,6 +59,9 @@ class Snapshot:
     collector: str
     taken_at: float
     data: Any
+    # Set when the data is incomplete because the role lacks a privilege (what and the
+    # grant): served anyway, with status insufficient_privilege (docs/postgres.md).
+    missing_privilege: str = ""
 
 
 class FamilyBuilder:
@@ -152,8 +167,8 @@ class PgCollector:
         """Add the samples of `data` (the snapshot's payload) to `out`."""
         raise NotImplementedError
 
-    def snapshot(self, now: float, data: Any) -> Snapshot:
-        return Snapshot(self.target, self.name, now, data)
+    def snapshot(self, now: float, data: Any, missing_privilege: str = "") -> Snapshot:
+        return Snapshot(self.target, self.name, now, data, missing_privilege)
 
 
 def spec(name: str, kind: str, doc: str, *labels: str) -> FamilySpec:

@@ -15,11 +15,11 @@ from prometheus_client.samples import Sample
 from metricsd.export.text import header, label_string, number
 from metricsd.postgres.base import FamilySpec, spec
 from metricsd.postgres.registry import load_all
-from metricsd.postgres.state import STATUSES, PgState
+from metricsd.postgres.state import ERROR_KINDS, PgState
 
 HEALTH_SPECS: tuple[FamilySpec, ...] = (
     spec("metricsd_pg_up", "gauge",
-         "1 when the latest scrape of every collector got answers from the server"),
+         "1 when the server answered the latest scrape (0: cannot connect)"),
     spec("metricsd_pg_last_success_timestamp_seconds", "gauge",
          "Unix time metricsd_pg_up was last 1"),
     spec("metricsd_pg_connect_seconds", "gauge", "Time the latest new connection took"),
@@ -69,10 +69,9 @@ class PgExporter:
                 if health.status != "pending":
                     out["metricsd_pg_collector_status"].append(
                         ({**labels, "status": health.status}, 1.0))
-                for kind in STATUSES:
-                    if kind != "ok" and health.errors[kind]:
-                        out["metricsd_pg_collector_errors"].append(
-                            ({**labels, "kind": kind}, float(health.errors[kind])))
+                for kind in ERROR_KINDS:  # every kind from the start, so increase() works
+                    out["metricsd_pg_collector_errors"].append(
+                        ({**labels, "kind": kind}, float(health.errors[kind])))
         return out
 
     def collect(self) -> Iterator[Metric]:

@@ -14,7 +14,14 @@ from typing import Any
 import asyncpg
 
 from metricsd.config import PostgresConfig
-from metricsd.postgres.base import FamilyBuilder, PgCollector, Snapshot, epoch, spec
+from metricsd.postgres.base import (
+    LOCKED_RELATIONS_SQL,
+    FamilyBuilder,
+    PgCollector,
+    Snapshot,
+    epoch,
+    spec,
+)
 from metricsd.postgres.registry import register
 from metricsd.postgres.targets import ServerInfo
 
@@ -36,6 +43,7 @@ SELECT s.indexrelid, {last_scan} AS last_scan,
                WHERE c.conindid = s.indexrelid AND c.contype IN ('p', 'u', 'x'))
          AS backs_constraint,
        am.amname AS method, ic.reltuples, i.indnatts AS natts,
+       has_table_privilege(s.relid, 'SELECT') AS readable,
        coalesce((SELECT split_part(o, '=', 2)::int FROM unnest(ic.reloptions) AS o
                  WHERE o LIKE 'fillfactor=%'), 90) AS fillfactor
 FROM pg_stat_user_indexes s
@@ -43,13 +51,15 @@ JOIN pg_index i ON i.indexrelid = s.indexrelid
 JOIN pg_class ic ON ic.oid = s.indexrelid
 JOIN pg_am am ON am.oid = ic.relam
 LEFT JOIN pg_statio_user_indexes io ON io.indexrelid = s.indexrelid
+WHERE s.indexrelid NOT IN ({locked}) AND s.relid NOT IN ({locked})
 """
 
 
 def indexes_sql(version_num: int) -> str:
     """pg_stat_user_indexes.last_idx_scan exists from PostgreSQL 16."""
     return INDEXES_SQL.format(
-        last_scan="s.last_idx_scan" if version_num >= 160000 else "NULL::timestamptz")
+        last_scan="s.last_idx_scan" if version_num >= 160000 else "NULL::timestamptz",
+        locked=LOCKED_RELATIONS_SQL)
 
 
 # Average key width per index from pg_stats (only columns the role may read). This is the
@@ -200,7 +210,12 @@ class IndexesCollector(PgCollector):
                 bloat_bytes=bloat_bytes, bloat_ratio=bloat_ratio, last_scan=last_scan,
             ))
         indexes.sort(key=lambda i: (i.schema, i.table, i.index))
-        return self.snapshot(now, IndexesData(tuple(indexes), float(age or 0.0)))
+        # pg_stats hides the columns of tables the role may not SELECT: no bloat estimate.
+        hidden = sum(1 for r in rows if r["method"] == "btree" and not r["readable"])
+        note = (f"{hidden} btree indexes get no bloat estimate: pg_stats hides the columns of"
+                " tables the role may not read (GRANT pg_read_all_data TO <role> on 14+, or"
+                " GRANT SELECT on those tables)") if hidden else ""
+        return self.snapshot(now, IndexesData(tuple(indexes), float(age or 0.0)), note)
 
     def _bloat(
         self, r: Any, width: tuple[int, int] | None, block_size: int

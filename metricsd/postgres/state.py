@@ -25,6 +25,7 @@ from metricsd.config import PostgresConfig
 from metricsd.labels import clean_row
 from metricsd.postgres.activity import ActivityData
 from metricsd.postgres.base import (
+    PRIVILEGE_HINT,
     CollectorStatusError,
     FamilyBuilder,
     PgCollector,
@@ -41,13 +42,14 @@ from metricsd.postgres.transactions import oldest
 
 log = logging.getLogger(__name__)
 
-# Statuses that still mean "the server answered": they do not turn metricsd_pg_up to 0.
-ANSWERED = frozenset({"ok", "missing_extension", "insufficient_privilege",
-                      "unsupported_version"})
-STATUSES = ("ok", "connection_error", "timeout", "missing_extension",
+# metricsd_pg_up is "the server answered this round": only a failure to connect (or a lost
+# connection) turns it to 0. A collector that times out, waits too long on a lock or gets
+# an SQL error has its own status and leaves `up` and the other collectors alone.
+STATUSES = ("ok", "connection_error", "timeout", "lock_timeout", "missing_extension",
             "insufficient_privilege", "query_error", "unsupported_version", "error")
-PRIVILEGE_HINT = "the role needs pg_read_all_stats (GRANT pg_monitor TO <role>)"
-STATEMENT_SORTS = {
+# Kinds counted in metricsd_pg_collector_errors_total (exported from the start, at 0).
+ERROR_KINDS = tuple(s for s in STATUSES if s not in ("ok", "unsupported_version"))
+STATEMENT_SORTS: dict[str, Callable[[Any], float]] = {
     "total": lambda s: s.time_s,
     "mean": lambda s: s.mean_s or 0.0,
     "calls": lambda s: s.calls,
@@ -101,6 +103,8 @@ def classify(exc: BaseException) -> tuple[str, str]:
         return exc.status, str(exc)
     if isinstance(exc, TargetDown):
         return "connection_error", str(exc)
+    if isinstance(exc, asyncpg.LockNotAvailableError):
+        return "lock_timeout", f"waited longer than lock_timeout on a lock: {exc}"
     if isinstance(exc, TimeoutError | asyncpg.QueryCanceledError):
         return "timeout", f"timed out: {exc}" if str(exc) else "timed out"
     if isinstance(exc, asyncpg.InsufficientPrivilegeError):
@@ -112,6 +116,15 @@ def classify(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, asyncpg.PostgresError):
         return "query_error", f"{type(exc).__name__}: {exc}"
     return "error", f"{type(exc).__name__}: {exc}"
+
+
+def answered_by_server(exc: BaseException, status: str) -> bool | None:
+    """Did the server answer? False: no connection; None: cannot tell (no answer in time)."""
+    if status == "connection_error":
+        return False
+    if isinstance(exc, CollectorStatusError | asyncpg.PostgresError):
+        return True  # an error response (statement_timeout and lock_timeout included)
+    return None
 
 
 class TargetState:
@@ -197,6 +210,7 @@ class PgState:
         now = self.clock()
         started = time.perf_counter()
         rendered: Rendered | None = None
+        answered: bool | None
         try:
             async with asyncio.timeout(self.config.scrape_timeout), ts.pg.connection() as conn:
                 info = ts.pg.info
@@ -210,8 +224,12 @@ class PgState:
                 snapshot = await collector.scrape(conn, info, now)
             rendered = render(collector, snapshot)
             status, message = "ok", ""
+            if snapshot.missing_privilege:  # partial data: served, but said
+                status, message = "insufficient_privilege", snapshot.missing_privilege
+            answered = True
         except Exception as exc:  # never raise into the scheduler; cancellation still does
             status, message = classify(exc)
+            answered = answered_by_server(exc, status)
             if status == "error":
                 log.exception("postgres target %s collector %s failed", ts.name, name)
         health.duration_s = time.perf_counter() - started
@@ -219,8 +237,15 @@ class PgState:
         health.status, health.message = status, message
         # A failed collector's series are dropped, never served stale.
         ts.rendered[name] = rendered
-        if status == "ok":
+        partial = rendered is not None and status == "insufficient_privilege"
+        if status == "ok" or partial:
             health.last_success = now
+        if partial:
+            if status not in health.logged:
+                health.logged.add(status)
+                log.warning("postgres target %s collector %s: incomplete: %s (logged once)",
+                            ts.name, name, message)
+        elif status == "ok":
             if health.logged:
                 log.info("postgres target %s collector %s recovered", ts.name, name)
                 health.logged.clear()
@@ -232,9 +257,9 @@ class PgState:
                 level = logging.INFO if status == "unsupported_version" else logging.WARNING
                 log.log(level, "postgres target %s collector %s: %s: %s (logged once until it"
                         " recovers)", ts.name, name, status, message)
-        ran = [h.status for h in ts.health.values() if h.status != "pending"]
-        ts.up = bool(ran) and all(s in ANSWERED for s in ran)
-        if ts.up:
+        if answered is not None:
+            ts.up = answered
+        if ts.up and answered:
             ts.last_up = now
         return status
 
@@ -293,6 +318,9 @@ class PgState:
             "dealloc_in_interval": data.dealloc_in_interval,
             "resets_total": data.resets_total, "reset_in_interval": data.reset_in_interval,
             "hidden": data.hidden, "extension_version": data.extension_version,
+            "evicted_in_interval": data.evicted_in_interval,
+            "evicted_total": data.evicted_total, "own": data.own,
+            "track_io_timing": data.track_io_timing,
             "other": data.other.as_dict() if data.other else None,
         }
 
@@ -347,7 +375,12 @@ class PgState:
         return {"is_standby": data.is_standby,
                 "standbys": [s.as_dict() for s in data.standbys],
                 "replay_delay_seconds": data.replay_delay_s,
-                "replay_lag_bytes": data.replay_lag_bytes}
+                "replay_lag_bytes": data.replay_lag_bytes,
+                "last_replay_age_seconds": data.last_replay_age_s,
+                "wal_receiver_status": data.receiver_status,
+                "wal_receiver_last_message_age_seconds": data.receiver_message_age_s,
+                "slots": [s.as_dict() for s in data.slots],
+                "missing_standbys": list(data.missing)}
 
     def readiness(self, target: str) -> dict[str, Any]:
         """The /readyz component of one target; never required (a DB outage only degrades)."""

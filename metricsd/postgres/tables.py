@@ -7,19 +7,32 @@ from typing import Any
 
 import asyncpg
 
-from metricsd.postgres.base import FamilyBuilder, PgCollector, Snapshot, epoch, spec
+from metricsd.config import PostgresConfig
+from metricsd.postgres.base import (
+    LOCKED_RELATIONS_SQL,
+    FamilyBuilder,
+    PgCollector,
+    Snapshot,
+    epoch,
+    spec,
+)
 from metricsd.postgres.registry import register
 from metricsd.postgres.targets import ServerInfo
 
 LABELS = ("schema", "table")
+# Missing-index verdicts use the scans of the last half to whole window, not the lifetime
+# counters (one full-table UPDATE a month ago must not flag a table for good).
+MISSING_INDEX_WINDOW_S = 3600.0
+Scans = dict[int, tuple[int, int, int]]  # relid -> (seq_scan, seq_tup_read, idx_scan)
 
-TABLES_SQL = """
-SELECT schemaname AS schema, relname AS "table", seq_scan, seq_tup_read,
+TABLES_SQL = f"""
+SELECT relid, schemaname AS schema, relname AS "table", seq_scan, seq_tup_read,
        coalesce(idx_scan, 0) AS idx_scan, n_live_tup, n_dead_tup,
        greatest(last_vacuum, last_autovacuum) AS last_vacuum,
        greatest(last_analyze, last_autoanalyze) AS last_analyze,
        pg_relation_size(relid) AS size_bytes
 FROM pg_stat_user_tables
+WHERE relid NOT IN ({LOCKED_RELATIONS_SQL})
 """
 
 
@@ -52,6 +65,32 @@ class Table:
 @dataclass(frozen=True)
 class TablesData:
     tables: tuple[Table, ...]
+    verdict_window_s: float = 0.0  # how far back the missing-index verdicts look
+
+
+class ScanWindow:
+    """Two checkpoints, the older one between half a window and a window old."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self.base: tuple[float, Scans] | None = None
+        self.next: tuple[float, Scans] | None = None
+
+    def advance(self, now: float, current: Scans) -> tuple[float, Scans]:
+        """Record `current`; returns the checkpoint to diff against (time, scans)."""
+        if self.base is None or self.next is None:
+            self.base = self.next = (now, current)
+        elif now - self.next[0] >= self.window_s / 2:
+            self.base, self.next = self.next, (now, current)
+        return self.base
+
+    @staticmethod
+    def delta(now_scans: tuple[int, int, int], before: tuple[int, int, int] | None
+              ) -> tuple[int, int, int]:
+        """Scans since `before`; a table new since then, or reset, counts from zero."""
+        if before is None or any(a < b for a, b in zip(now_scans, before, strict=True)):
+            return now_scans
+        return (now_scans[0] - before[0], now_scans[1] - before[1], now_scans[2] - before[2])
 
 
 def is_missing_index_candidate(
@@ -81,24 +120,36 @@ class TablesCollector(PgCollector):
         spec("metricsd_pg_tables_last_analyze_timestamp_seconds", "gauge",
              "Latest manual or auto analyze", *LABELS),
         spec("metricsd_pg_tables_missing_index", "gauge",
-             "1 for a large table read mostly by sequential scans", *LABELS),
+             "1 for a large table read mostly by sequential scans in the last 30-60 minutes",
+             *LABELS),
     )
+
+    def __init__(self, target: str, config: PostgresConfig) -> None:
+        super().__init__(target, config)
+        self._window = ScanWindow(MISSING_INDEX_WINDOW_S)
 
     async def scrape(self, conn: asyncpg.Connection, info: ServerInfo, now: float) -> Snapshot:
         min_rows = self.config.missing_index_min_rows
         tables = []
-        for r in await conn.fetch(TABLES_SQL):
+        rows = await conn.fetch(TABLES_SQL)
+        current: Scans = {r["relid"]: (int(r["seq_scan"] or 0), int(r["seq_tup_read"] or 0),
+                                       int(r["idx_scan"])) for r in rows}
+        since, base = self._window.advance(now, current)
+        first = since == now
+        for r in rows:
             live, seq, seq_read, idx = (int(r["n_live_tup"] or 0), int(r["seq_scan"] or 0),
                                         int(r["seq_tup_read"] or 0), int(r["idx_scan"]))
+            d_seq, d_read, d_idx = ScanWindow.delta(current[r["relid"]], base.get(r["relid"]))
             tables.append(Table(
                 schema=r["schema"], table=r["table"], seq_scans=seq, seq_tuples_read=seq_read,
                 index_scans=idx, live_tuples=live, dead_tuples=int(r["n_dead_tup"] or 0),
                 size_bytes=int(r["size_bytes"]), last_vacuum=epoch(r["last_vacuum"]),
                 last_analyze=epoch(r["last_analyze"]),
-                missing_index=is_missing_index_candidate(live, seq, seq_read, idx, min_rows),
+                missing_index=not first and is_missing_index_candidate(
+                    live, d_seq, d_read, d_idx, min_rows),
             ))
         tables.sort(key=lambda t: (t.schema, t.table))
-        return self.snapshot(now, TablesData(tuple(tables)))
+        return self.snapshot(now, TablesData(tuple(tables), now - since))
 
     def fill(self, out: FamilyBuilder, data: TablesData) -> None:
         for t in data.tables:

@@ -23,7 +23,33 @@ from metricsd.config import PostgresConfig, TargetConfig
 log = logging.getLogger(__name__)
 
 APPLICATION_NAME = "metricsd"
+# Appended to every statement metricsd sends, so pg_stat_statements' text of metricsd's
+# own queries is recognisable (the statements view leaves them out). At the end, because
+# PostgreSQL 18 drops comments in front of a statement from the stored text.
+OWN_MARKER = "/* metricsd */"
 CLOSE_TIMEOUT_S = 5.0
+
+
+def mark(query: str) -> str:
+    """The query with OWN_MARKER on a line of its own at the end (once)."""
+    text = query.rstrip()
+    return text if text.endswith(OWN_MARKER) else f"{text}\n{OWN_MARKER}"
+
+
+class MarkedConnection(asyncpg.Connection):  # type: ignore[misc]
+    """asyncpg connection whose statements all start with OWN_MARKER."""
+
+    async def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return await super().execute(mark(query), *args, **kwargs)
+
+    async def fetch(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return await super().fetch(mark(query), *args, **kwargs)
+
+    async def fetchrow(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return await super().fetchrow(mark(query), *args, **kwargs)
+
+    async def fetchval(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return await super().fetchval(mark(query), *args, **kwargs)
 
 
 class TargetDown(Exception):
@@ -56,7 +82,9 @@ class Backoff:
 
     def failed(self) -> None:
         self.failures += 1
-        delay = min(self.cap_s, self.base_s * 2 ** (self.failures - 1))
+        # The exponent is capped: 2 ** 1024 overflows a float (a target down for minutes,
+        # failed by every collector, got there and logged an OverflowError per scrape).
+        delay = min(self.cap_s, self.base_s * 2.0 ** min(self.failures - 1, 64))
         self.retry_at = self.clock() + delay
 
     def succeeded(self) -> None:
@@ -107,6 +135,7 @@ class PgTarget:
             server_settings=session_settings(self.config),
             connect=self._connect,
             reset=_no_reset,
+            connection_class=MarkedConnection,
         )
 
     async def close(self) -> None:

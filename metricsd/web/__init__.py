@@ -8,6 +8,7 @@ from metricsd.web import (
     alerts,
     beacons,
     metrics,
+    openapi,
     page,
     plans,
     postgres,
@@ -30,3 +31,4 @@ def setup(app: web.Application) -> None:
     alerts.setup(app)
     reload.setup(app)
     reports.setup(app)
+    openapi.setup(app)

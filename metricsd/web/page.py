@@ -10,9 +10,9 @@ from __future__ import annotations
 import html
 import logging
 import math
-import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import aiohttp_jinja2
 import jinja2
@@ -22,7 +22,7 @@ from markupsafe import Markup
 from yarl import URL
 
 from metricsd.core import CONFIG
-from metricsd.overview import HISTORY, sources
+from metricsd.overview import HISTORY, VIEWS
 from metricsd.overview.model import (
     CARD_SERIES,
     MAX_ALERTS,
@@ -31,7 +31,6 @@ from metricsd.overview.model import (
     REFRESH_DEFAULT_S,
     SPARK_POINTS,
     route_series,
-    summary,
 )
 from metricsd.store.series import VITALS
 
@@ -138,7 +137,7 @@ def fmt_bytes(value: float | None) -> str:
 
 def _refresh_seconds(request: web.Request) -> int:
     raw = request.query.get("refresh", "")
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # "¹".isdigit() is True, int("¹") fails
         return REFRESH_DEFAULT_S
     value = int(raw)
     return 0 if value == 0 else min(3600, max(5, value))
@@ -152,11 +151,33 @@ def _with_token(request: web.Request, path: str) -> str:
     return str(URL(path).update_query(token=token))
 
 
+# Rendered pages of the current snapshot, by (snapshot time, refresh, ?token=): a client
+# looping on / gets the same bytes until the snapshot is a second old, not a new render.
+RenderKey = tuple[float, int, str | None]
+RENDERED = web.AppKey("rendered_pages", dict[RenderKey, bytes])
+MAX_RENDERED = 8
+
+
 async def overview(request: web.Request) -> web.Response:
     """The page: cards, per-route table, Web Vitals, PostgreSQL, alerts; auto-refreshing."""
     app = request.app
-    now = time.time()
-    data = await summary(sources(app), now)
+    snap = await app[VIEWS].page.get()  # shared, at most a second old: never per request
+    refresh = _refresh_seconds(request)
+    key = (snap.computed_at, refresh, request.query.get("token"))
+    rendered = app[RENDERED]
+    body = rendered.get(key)
+    if body is None:
+        if len(rendered) >= MAX_RENDERED or any(k[0] != key[0] for k in rendered):
+            rendered.clear()
+        body = rendered[key] = _render(request, snap.value, snap.computed_at, refresh).encode()
+    return web.Response(body=body, content_type="text/html", charset="utf-8", headers={
+        "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer",  # ?token= must not leak in Referer
+    })
+
+
+def _render(request: web.Request, data: dict[str, Any], now: float, refresh: int) -> str:
+    app = request.app
     history = app[HISTORY]
 
     def spark(series: str, label: str) -> Markup:
@@ -168,17 +189,14 @@ async def overview(request: web.Request) -> web.Response:
         "card_series": CARD_SERIES,
         "route_series": route_series,
         "history_minutes": history.minutes,
-        "refresh": _refresh_seconds(request),
+        "refresh": refresh,
         "max_routes": MAX_ROUTES,
         "max_pages": MAX_PAGES,
         "max_alerts": MAX_ALERTS,
         "link": lambda path: _with_token(request, path),
         "listen": app[CONFIG].listen,
     }
-    response = aiohttp_jinja2.render_template("overview.html", request, context)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"  # ?token= must not leak in Referer
-    return response
+    return aiohttp_jinja2.render_string("overview.html", request, context)
 
 
 def setup(app: web.Application) -> None:
@@ -195,5 +213,6 @@ def setup(app: web.Application) -> None:
     env.globals["css"] = Markup((STATIC_DIR / "overview.css").read_text(encoding="utf-8"))
     env.filters.update(seconds=fmt_seconds, ratio=fmt_ratio, rate=fmt_rate, vital=fmt_vital,
                        count=fmt_count, bytes=fmt_bytes)
+    app[RENDERED] = {}
     app.router.add_get("/", overview, name="overview")
     app.router.add_static("/static/", STATIC_DIR, name="static")

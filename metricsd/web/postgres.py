@@ -47,7 +47,8 @@ async def statements(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(
             reason=f"sort must be one of {', '.join(STATEMENT_SORTS)}, got {sort!r}")
     raw_limit = request.query.get("limit", "50")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+    # ASCII digits only: "¹".isdigit() is True but int("¹") raises (a 500 the fuzz run found)
+    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= MAX_LIMIT:
         raise web.HTTPBadRequest(reason=f"limit must be an integer in 1..{MAX_LIMIT}")
     slow = _flag(request, "slow")
     rows = state.statements(target, sort=sort, limit=int(raw_limit), slow_only=slow)

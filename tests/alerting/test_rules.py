@@ -25,6 +25,7 @@ SHIPPED = {
     "WebVitalsCLSNeedsImprovement", "PostgresTargetDown", "PostgresSlowStatement",
     "PostgresConnectionUtilizationHigh", "PostgresCacheHitRatioLow",
     "PostgresReplicationLagHigh", "PostgresInvalidIndex", "MetricsdDroppingSeries",
+    "PostgresStandbyDisconnected", "PostgresStandbyMissing", "PostgresReplicationSlotInactive",
     # pg-more (issue 13): PgBouncer and PostgreSQL maintenance.
     "PgBouncerDown", "PgBouncerPoolUtilizationHigh", "PgBouncerClientsWaiting",
     "PgBouncerClientConnectionsHigh", "PostgresWraparoundRisk", "PostgresArchivingFailing",

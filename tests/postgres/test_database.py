@@ -7,6 +7,8 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
+from tests.fixtures.pg import flush_stats
+
 COUNTERS = "SELECT blks_hit, blks_read, xact_commit FROM pg_stat_database WHERE datname = $1"
 
 
@@ -19,16 +21,14 @@ async def test_interval_cache_hit_ratio_and_commits(pg_database, make_pg_state):
             CREATE TABLE hot (id int, pad text);
             INSERT INTO hot SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g;
         """)
-        await conn.execute("SELECT pg_stat_force_next_flush()")
-        await conn.execute("SELECT 1")
+        await flush_stats(conn)
         assert await state.scrape("main", "database") == "ok"
         assert state.cache_hit_ratio("main") is None  # a baseline has no interval yet
         before = await conn.fetchrow(COUNTERS, db)
         for _ in range(10):
             await conn.fetchval("SELECT count(*) FROM hot")
             await conn.execute("SELECT 1")  # one more commit each
-        await conn.execute("SELECT pg_stat_force_next_flush()")
-        await conn.execute("SELECT 1")
+        await flush_stats(conn)
         after = await conn.fetchrow(COUNTERS, db)
         assert await state.scrape("main", "database") == "ok"
     finally:

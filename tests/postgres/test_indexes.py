@@ -6,6 +6,7 @@ import asyncpg
 import pytest
 
 from metricsd.postgres.indexes import estimate_btree_pages
+from tests.fixtures.pg import flush_stats
 
 
 async def _setup(dsn: str) -> dict[str, int]:
@@ -26,8 +27,7 @@ async def _setup(dsn: str) -> dict[str, int]:
         await conn.execute("SET enable_seqscan = off; SET enable_bitmapscan = off")
         for value in (1, 2, 3):
             await conn.fetch("SELECT id FROM items WHERE a = $1", value)
-        await conn.execute("SELECT pg_stat_force_next_flush()")
-        await conn.execute("SELECT 1")  # the flush happens at the end of a transaction
+        await flush_stats(conn)
         sizes = await conn.fetch(
             "SELECT relname, pg_relation_size(oid) AS size FROM pg_class"
             " WHERE relname LIKE 'items%'")

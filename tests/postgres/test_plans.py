@@ -42,16 +42,9 @@ def _hypopg_available(dsn: str) -> bool:
     return bool(rows[0]["n"])
 
 
-@pytest.fixture
-def orders_db(pg_database: str) -> str:
-    """A database with an unindexed `orders` table large enough for a slow seq scan."""
-    if not _hypopg_available(pg_database):
-        if in_ci():
-            pytest.fail("hypopg is not installed (Debian postgresql-15-hypopg; make sysdeps)")
-        pytest.skip("hypopg is not installed (Debian postgresql-15-hypopg; make sysdeps)")
+def _orders(pg_database: str) -> str:
     run_sql(
         pg_database,
-        "CREATE EXTENSION hypopg",
         "CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id int NOT NULL,"
         " status text NOT NULL, created timestamptz NOT NULL, note text)",
         f"INSERT INTO orders (customer_id, status, created, note) SELECT i % 5000,"
@@ -60,6 +53,24 @@ def orders_db(pg_database: str) -> str:
         "ANALYZE orders",
     )
     return pg_database
+
+
+@pytest.fixture
+def orders_db(pg_database: str) -> str:
+    """A database with hypopg and an unindexed `orders` table large enough for a slow
+    seq scan (hypopg comes from Debian's postgresql-15-hypopg: PostgreSQL 15 only)."""
+    if not _hypopg_available(pg_database):
+        if in_ci():
+            pytest.fail("hypopg is not installed (Debian postgresql-15-hypopg; make sysdeps)")
+        pytest.skip("hypopg is not installed (Debian postgresql-15-hypopg; make sysdeps)")
+    run_sql(pg_database, "CREATE EXTENSION hypopg")
+    return _orders(pg_database)
+
+
+@pytest.fixture
+def orders_db_plain(pg_database: str) -> str:
+    """The same table without hypopg (any version)."""
+    return _orders(pg_database)
 
 
 async def _state(make_pg_state, dsn: str, clock: FakeClock, **plans: object):
@@ -91,6 +102,7 @@ def _tracked(service: PlansService, marker: str):
     return found[0]
 
 
+@pytest.mark.pg_versions("15")
 async def test_missing_index_plan_advice_then_faster_plan_then_regression(
         orders_db, make_pg_state):
     clock = FakeClock()
@@ -154,6 +166,7 @@ async def test_missing_index_plan_advice_then_faster_plan_then_regression(
         await conn.close()
 
 
+@pytest.mark.pg_versions("15", "18")  # the PREPARE path and the GENERIC_PLAN path
 async def test_unplannable_statement_fails_once_and_is_remembered(pg_database, make_pg_state):
     clock = FakeClock()
     state, service = await _state(make_pg_state, pg_database, clock)
@@ -176,6 +189,7 @@ async def test_unplannable_statement_fails_once_and_is_remembered(pg_database, m
         await conn.close()
 
 
+@pytest.mark.pg_versions("15")
 async def test_utility_statements_are_never_explained(pg_database, make_pg_state):
     clock = FakeClock()
     state, service = await _state(make_pg_state, pg_database, clock)
@@ -212,3 +226,31 @@ def test_shape_hash_ignores_costs_but_not_node_types():
     nested = [{"Plan": {"Node Type": "Hash Join", "Plans": [plan[0]["Plan"], indexed[0]["Plan"]]}}]
     swapped = [{"Plan": {"Node Type": "Hash Join", "Plans": [indexed[0]["Plan"], plan[0]["Plan"]]}}]
     assert shape_hash(nested) != shape_hash(swapped)
+
+
+@pytest.mark.pg_versions("13", "16", "18")
+async def test_generic_plans_on_every_method_without_hypopg(orders_db_plain, make_pg_state):
+    """13: PREPARE + force_generic_plan; 16/18: EXPLAIN (GENERIC_PLAN) through plpgsql.
+    The plan is generic (a scan of orders, not a constant-false Result from NULL values),
+    the advice is unverified, and creating the index changes the plan's shape."""
+    clock = FakeClock()
+    state, service = await _state(make_pg_state, orders_db_plain, clock)
+    marker = f"m{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(orders_db_plain)
+    try:
+        assert await state.scrape("main", "statements") == "ok"
+        await _round(state, service, clock, lambda: _lookup(conn, marker, 20))
+        tracked = _tracked(service, marker)
+        assert tracked.current is not None, tracked.failure
+        nodes = tracked.current.as_dict()["nodes"]
+        assert any(n["node_type"] == "Seq Scan" and n["relation"] == "orders" for n in nodes)
+        assert tracked.advice and tracked.advice[0]["columns"] == ["customer_id"]
+        assert tracked.advice[0]["verified"] is None  # no hypopg: marked unverified
+        before = tracked.current.hash
+        run_sql(orders_db_plain, "CREATE INDEX orders_customer ON orders (customer_id)",
+                "ANALYZE orders")
+        await _round(state, service, clock, lambda: _lookup(conn, marker, 20))
+        assert tracked.current.hash != before
+        assert "orders_customer" in {n["index"] for n in tracked.current.as_dict()["nodes"]}
+    finally:
+        await conn.close()

@@ -224,9 +224,16 @@ async def test_evictions_are_counted_and_warned_once(make_cluster, make_pg_state
         await conn.close()
     data = state.latest("main", "statements").data
     assert data.max_entries == 100
+    assert data.tracked <= 100
+    if data.extension_version == "1.8":  # PostgreSQL 13: no pg_stat_statements_info
+        assert data.dealloc_total is None
+        families = {m.name: m for m in state.targets["main"].collectors["statements"].families(
+            state.latest("main", "statements"))}
+        assert families["metricsd_pg_statements_dealloc"].samples == []
+        return
     # dealloc counts eviction runs, each dropping max(10, 5 %) entries: at least
     # (2 x 150 - 100) / 10 runs were needed.
     assert data.dealloc_total >= 20
     assert data.tracked <= 100
-    warnings = [r for r in caplog.records if "evicted" in r.getMessage()]
+    warnings = [r for r in caplog.records if "eviction rounds" in r.getMessage()]
     assert len(warnings) == 1

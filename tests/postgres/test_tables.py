@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from metricsd.postgres.tables import is_missing_index_candidate
+from tests.fixtures.pg import flush_stats
 
 
 async def test_sequential_scan_heavy_table_is_a_candidate(pg_database, make_pg_state):
@@ -20,11 +21,14 @@ async def test_sequential_scan_heavy_table_is_a_candidate(pg_database, make_pg_s
             INSERT INTO looked_up SELECT g, g FROM generate_series(1, 20000) g;
             ANALYZE;
         """)
-        await conn.execute("SELECT pg_stat_force_next_flush()")
-        await conn.execute("SELECT 1")
-        # Building the primary key scanned the (empty) heap once: take the test's baseline.
+        await flush_stats(conn)
+        # Building the primary key scanned the (empty) heap once: take the test's baseline,
+        # and metricsd's (verdicts are judged on the scans since).
         before = await conn.fetchrow(
             "SELECT seq_scan, seq_tup_read FROM pg_stat_user_tables WHERE relname = 'orders'")
+        state = await make_pg_state(pg_database, missing_index_min_rows=10_000)
+        assert await state.scrape("main", "tables") == "ok"
+        assert state.missing_indexes() == []
         for customer in range(5):  # no index on customer: five full scans
             await conn.fetch("SELECT * FROM orders WHERE customer = $1", customer)
         for v in range(5):  # tiny: a sequential scan is the right plan
@@ -32,11 +36,9 @@ async def test_sequential_scan_heavy_table_is_a_candidate(pg_database, make_pg_s
         await conn.execute("SET enable_seqscan = off")
         for key in range(20):
             await conn.fetch("SELECT * FROM looked_up WHERE id = $1", key)
-        await conn.execute("SELECT pg_stat_force_next_flush()")
-        await conn.execute("SELECT 1")
+        await flush_stats(conn)
     finally:
         await conn.close()
-    state = await make_pg_state(pg_database, missing_index_min_rows=10_000)
     assert await state.scrape("main", "tables") == "ok"
     candidates = state.missing_indexes()
     assert [t["table"] for t in candidates] == ["orders"]
@@ -55,3 +57,39 @@ def test_candidate_rule():
     assert not is_missing_index_candidate(5_000, 10, 50_000, 2, 10_000)  # small
     assert not is_missing_index_candidate(50_000, 10, 500_000, 20, 10_000)  # mostly index
     assert not is_missing_index_candidate(50_000, 3, 0, 0, 10_000)  # scans read nothing
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_old_sequential_scans_stop_counting(pg_database, make_pg_state):
+    """One burst of full scans flags a table for a window, not for good."""
+    conn = await asyncpg.connect(pg_database)
+    clock = Clock()
+    state = await make_pg_state(pg_database, clock=clock, missing_index_min_rows=10_000)
+    try:
+        await conn.execute("""
+            CREATE TABLE audit (id int, who int) WITH (autovacuum_enabled = off);
+            INSERT INTO audit SELECT g, g % 7 FROM generate_series(1, 20000) g;
+            ANALYZE audit;
+        """)
+        await flush_stats(conn)
+        assert await state.scrape("main", "tables") == "ok"
+        for who in range(3):
+            await conn.fetch("SELECT * FROM audit WHERE who = $1", who)
+        await flush_stats(conn)
+        verdicts = []
+        for _ in range(6):  # 0, 20, 40, 60, 80, 100 minutes later, no more scans
+            clock.now += 20 * 60
+            assert await state.scrape("main", "tables") == "ok"
+            verdicts.append([t["table"] for t in state.missing_indexes()])
+    finally:
+        await conn.close()
+    # Flagged while the burst is inside the window, then no longer.
+    assert verdicts[0] == ["audit"]
+    assert verdicts[-1] == []

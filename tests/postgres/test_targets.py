@@ -33,6 +33,15 @@ def test_backoff_doubles_up_to_the_cap_and_resets():
     assert backoff.retry_at - clock.now == 1.0
 
 
+def test_backoff_stays_at_the_cap_after_any_number_of_failures():
+    """A target down for an hour fails thousands of times: 2 ** 1024 must not overflow."""
+    clock = Clock()
+    backoff = Backoff(0.5, 30.0, clock)
+    for _ in range(5000):
+        backoff.failed()
+    assert backoff.retry_at - clock.now == 30.0
+
+
 async def test_sessions_carry_name_and_timeouts(pg_database, make_pg_state):
     state = await make_pg_state(pg_database, statement_timeout="2500ms", lock_timeout="750ms")
     target = state.targets["main"].pg

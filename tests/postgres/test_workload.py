@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import subprocess
 import uuid
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import asyncpg
+import pytest
 
 from tests.fixtures.binaries import require_binary
-from tests.fixtures.pg import PG_BIN_GLOB, run_sql
+from tests.fixtures.pg import PG_BIN_GLOB
 
 CLIENTS, TRANSACTIONS = 2, 150
 
 
+@pytest.mark.pg_versions("15", "18")
 async def test_pgbench_transactions_are_the_interval_calls(pg_database, make_pg_state):
     pgbench = require_binary("pgbench", PG_BIN_GLOB)
 
@@ -40,32 +41,6 @@ async def test_pgbench_transactions_are_the_interval_calls(pg_database, make_pg_
                and s.query.startswith("INSERT INTO pgbench_history")]
     assert [s.calls for s in inserts] == [CLIENTS * TRANSACTIONS]
     assert [s.rows for s in inserts] == [CLIENTS * TRANSACTIONS]
-
-
-async def test_role_without_pg_read_all_stats(pg_database, make_pg_state, caplog):
-    role = f"plain_{uuid.uuid4().hex[:8]}"
-    run_sql(pg_database, f'CREATE ROLE "{role}" LOGIN')
-    parts = urlsplit(pg_database)
-    netloc = f"{role}@{parts.hostname}:{parts.port}"
-    dsn = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-    conn = await asyncpg.connect(pg_database)  # the superuser's statements, hidden from role
-    try:
-        await conn.fetchval("SELECT 42")
-    finally:
-        await conn.close()
-    caplog.set_level(logging.WARNING, logger="metricsd.postgres.targets")
-    state = await make_pg_state(dsn)
-    try:
-        for _ in range(2):
-            statuses = await state.scrape_all()
-        assert set(statuses.values()) - {"unsupported_version"} == {"ok"}, state.health("main")
-        assert state.up("main")
-        assert state.statements_meta("main")["hidden"] > 0
-        said = [r.getMessage() for r in caplog.records if "pg_read_all_stats" in r.getMessage()]
-        assert len(said) == 1
-    finally:
-        await state.close()
-        run_sql(pg_database, f'DROP OWNED BY "{role}"', f'DROP ROLE "{role}"')
 
 
 async def test_query_text_is_truncated(pg_database, make_pg_state):
