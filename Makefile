@@ -12,10 +12,13 @@ TEST_STAMP := $(VENV)/.installed-test
 # pgbouncer: the real connection pooler the PgBouncer console tests run in front of PostgreSQL.
 SYSDEPS := postgresql postgresql-contrib postgresql-15-hypopg prometheus chromium wrk nodejs pgbouncer \
 	$(if $(shell command -v npm),,npm)
+# The fleet tests: a real Alertmanager (tests/e2e/test_alertmanager.py) and VictoriaMetrics
+# (tests/deploy/test_victoriametrics.py).
+SYSDEPS += prometheus-alertmanager victoria-metrics
 # Only for `make bench`: postgres_exporter is the baseline of the PostgreSQL benchmark.
 BENCH_SYSDEPS := prometheus-postgres-exporter
 
-.PHONY: run test lint bench demo screenshot sysdeps bench-sysdeps clean dashboards pg-versions
+.PHONY: run test lint bench demo screenshot sysdeps bench-sysdeps clean dashboards pg-versions fleet-rules
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +66,9 @@ lint: $(TEST_STAMP)
 
 bench: $(TEST_STAMP) bench-sysdeps  ## benchmarks; results go to docs/benchmarks.md by hand
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+fleet-rules:  ## regenerate deploy/prometheus/alerts.yml (fleet rules) from alerts.yml
+	$(PYTHON) tools/fleet_rules.py
 
 dashboards: $(STAMP)  ## regenerate dashboards/*.json from dashboards/build.py
 	$(PY) dashboards/build.py

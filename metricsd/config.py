@@ -268,12 +268,15 @@ class PgBouncerConfig(_Model):
         return targets
 
 
+_HTTP_URL = re.compile(r"^https?://")
+
+
 class ReceiverConfig(_Model):
-    """A webhook that gets notifications, in Alertmanager's format or Slack's."""
+    """A webhook (Alertmanager's or Slack's body), or Alertmanagers' alerts API."""
 
     name: str = Field(min_length=1)
-    url: str = Field(pattern=r"^https?://")
-    format: Literal["alertmanager", "slack"] = "alertmanager"
+    url: str = ""  # the webhook; for alertmanager_api, one Alertmanager (or use urls)
+    format: Literal["alertmanager", "slack", "alertmanager_api"] = "alertmanager"
     secret: str | None = None
     signature_header: str = "X-Metricsd-Signature"
     timeout: Duration = 10.0
@@ -283,6 +286,35 @@ class ReceiverConfig(_Model):
     send_resolved: bool = True
     headers: dict[str, str] = {}
     max_alerts: int = Field(0, ge=0)  # 0: no limit, as in Alertmanager
+    # format: alertmanager_api only (Prometheus's notifier settings and defaults):
+    urls: list[str] = []  # Alertmanager base URLs; each gets every alert
+    resend_delay: Duration = 60.0  # firing and resolved alerts are re-sent this often
+    queue_capacity: int = Field(10000, ge=1)  # per Alertmanager; the oldest are dropped
+    max_batch: int = Field(64, ge=1)  # alerts per POST /api/v2/alerts
+    external_labels: dict[str, str] = {}  # added to every alert's labels (alert wins)
+
+    @field_validator("url", "urls")
+    @classmethod
+    def _http(cls, value: str | list[str]) -> str | list[str]:
+        for url in [value] if isinstance(value, str) else value:
+            if url and not _HTTP_URL.match(url):
+                raise ValueError(f"{url!r} is not an http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _targets(self) -> ReceiverConfig:
+        if self.format == "alertmanager_api":
+            if not self.targets:
+                raise ValueError(f"receiver {self.name!r}: alertmanager_api needs urls")
+        elif not self.url or self.urls:
+            raise ValueError(f"receiver {self.name!r}: format {self.format} needs url "
+                             "(urls is for alertmanager_api)")
+        return self
+
+    @property
+    def targets(self) -> list[str]:
+        """Every URL this receiver posts to: url, then urls, without repeats."""
+        return list(dict.fromkeys(u for u in [self.url, *self.urls] if u))
 
 
 class RouteConfig(_Model):
@@ -333,6 +365,10 @@ class AlertingConfig(_Model):
         for where, name in referenced:
             if name is not None and name not in names:
                 problems.append(f"{where} names unknown receiver {name!r}")
+        kinds = {receiver.name: receiver.format for receiver in self.receivers}
+        if self.fallback_receiver and kinds.get(self.fallback_receiver) == "alertmanager_api":
+            problems.append("fallback_receiver cannot be an alertmanager_api receiver "
+                            "(Alertmanager does its own retries and routing)")
         if self.receivers and self.default_receiver is None:
             problems.append("default_receiver is required when receivers are configured")
         # The rule file and route matchers are alerting's to compile (config stays pure):

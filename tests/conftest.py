@@ -13,6 +13,7 @@ pytest_plugins = [
     "tests.fixtures.pg",
     "tests.fixtures.pgbouncer",
     "tests.fixtures.prometheus",
+    "tests.fixtures.alertmanager",
     "tests.fixtures.process",
 ]
 

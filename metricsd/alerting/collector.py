@@ -11,6 +11,33 @@ from prometheus_client.metrics_core import Metric
 
 from metricsd.alerting.rules.engine import STATES
 from metricsd.alerting.service import AlertingService
+from metricsd.alerting.stats import AlertingStats
+
+_AM_COUNTERS = (
+    ("metricsd_alertmanager_alerts_sent", "am_sent",
+     "Alerts an Alertmanager accepted (format: alertmanager_api)"),
+    ("metricsd_alertmanager_alerts_failed", "am_failed",
+     "Alerts in POSTs an Alertmanager refused or did not answer; re-sent after resend_delay"),
+    ("metricsd_alertmanager_alerts_dropped", "am_dropped",
+     "Alerts dropped from a full Alertmanager queue (oldest first) or left at shutdown"),
+)
+
+
+def _alertmanager_families(stats: AlertingStats) -> Iterator[Metric]:
+    """metricsd_alertmanager_*: per receiver and Alertmanager base URL."""
+    for name, attr, doc in _AM_COUNTERS:
+        family = Metric(name, doc, "counter")
+        counts = getattr(stats, attr)
+        for key in sorted(stats.am_queue_length):
+            family.add_sample(f"{name}_total", {"receiver": key[0], "alertmanager": key[1]},
+                              float(counts.get(key, 0)))
+        yield family
+    length = Metric("metricsd_alertmanager_queue_length",
+                    "Alerts waiting to be sent to an Alertmanager", "gauge")
+    for (receiver, url), n in sorted(stats.am_queue_length.items()):
+        length.add_sample("metricsd_alertmanager_queue_length",
+                          {"receiver": receiver, "alertmanager": url}, float(n))
+    yield length
 
 
 class AlertingCollector:
@@ -98,6 +125,7 @@ class AlertingCollector:
         groups.add_sample("metricsd_alert_groups", {},
                           float(len(service.dispatcher.groups) if service.dispatcher else 0))
         yield groups
+        yield from _alertmanager_families(stats)
         writes = Metric("metricsd_alert_state_writes",
                         "Alert state file writes by result (ok, error)", "counter")
         writes.add_sample("metricsd_alert_state_writes_total", {"result": "ok"},

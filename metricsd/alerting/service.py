@@ -69,7 +69,8 @@ class AlertingService:
         # Seconds each rule's restored alerts are held after a restart (alerting/restore.py).
         self.grace = grace_by_rule(groups, config, scrape_interval_s, window_s)
         self.receivers_by_name: dict[str, Receiver] = {
-            r.name: RECEIVER_KINDS[r.format].from_config(r, stats=self.stats)
+            r.name: RECEIVER_KINDS[r.format].from_config(
+                r, stats=self.stats, evaluation_interval=config.evaluation_interval)
             for r in config.receivers
         }
         self.state = StateFile(config.state_file, self.snapshot, self.stats)
@@ -190,7 +191,8 @@ class AlertingService:
         """
         engine = AlertEngine(groups, external_url=config.external_url or self.external_url,
                              clock=self.clock)
-        receivers = {r.name: RECEIVER_KINDS[r.format].from_config(r, stats=self.stats)
+        receivers = {r.name: RECEIVER_KINDS[r.format].from_config(
+                         r, stats=self.stats, evaluation_interval=config.evaluation_interval)
                      for r in config.receivers}
         router = Router(config) if receivers else None
         grace = grace_by_rule(groups, config, scrape_interval_s, window_s)

@@ -26,3 +26,9 @@ class AlertingStats:
     state_writes: int = 0
     state_write_failures: int = 0
     receiver_up: dict[str, bool] = field(default_factory=dict)
+    # format: alertmanager_api, by (receiver, Alertmanager URL): alerts posted and accepted,
+    # alerts in batches that failed, alerts dropped from a full queue, the queue's length.
+    am_sent: Counter[tuple[str, str]] = field(default_factory=Counter)
+    am_failed: Counter[tuple[str, str]] = field(default_factory=Counter)
+    am_dropped: Counter[tuple[str, str]] = field(default_factory=Counter)
+    am_queue_length: dict[tuple[str, str], int] = field(default_factory=dict)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
 from prometheus_client.metrics_core import Metric
 
 from metricsd import __version__
+from metricsd.export.native import with_native
 from metricsd.export.text import header, label_string, number
 from metricsd.ingest.selfmetrics import SelfMetrics
 from metricsd.store.ring import FloatArray
@@ -30,6 +31,7 @@ from metricsd.store.series import (
     VitalSpec,
     WindowStats,
 )
+from metricsd.store.snapshot import StoreSnapshot
 
 QUANTILE_LABELS: tuple[str, ...] = tuple(repr(q) for q in QUANTILES)
 # Changed series formatted between two yields to the event loop (about 1 ms of work),
@@ -185,6 +187,15 @@ class StoreCollector:
 
     def collect(self) -> Iterator[Metric]:
         return self.collect_only(None)
+
+    def native_snapshot(self) -> Callable[[], list[Metric]]:
+        """Every family, histograms with native buckets too (the protobuf exposition), over
+        a copy of the store taken now: the builder returned may run in a worker thread."""
+        now = self.clock()
+        frozen = StoreSnapshot(self.store, now)
+        # StoreSnapshot offers exactly what the collecting code reads from a Store.
+        collector = StoreCollector(cast(Store, frozen), clock=lambda: now)
+        return lambda: list(with_native(collector.collect(), frozen.families))
 
     def collect_only(self, wanted: set[str] | None) -> Iterator[Metric]:
         """Families whose name (or a sample name of it) is in `wanted`; all when None."""

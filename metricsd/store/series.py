@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from metricsd.labels import require_clean
+from metricsd.store import exponential
 from metricsd.store.kernels import record_batch, record_one
 from metricsd.store.ring import (
     CHUNK,
@@ -157,6 +158,11 @@ class SeriesFamily:
     sums: FloatArray = field(init=False)
     counters: npt.NDArray[np.int64] = field(init=False)
     last_seen: FloatArray = field(init=False)
+    # Native histogram counts (store/exponential.py): per slot of this family only (a
+    # pool-sized block would cost every family 1.8 KB per slot), the zero bucket and one
+    # column per exponential bucket key from exponential.MIN_KEY.
+    native: dict[int, npt.NDArray[np.int64]] = field(default_factory=dict)
+    native_zero: npt.NDArray[np.int64] = field(init=False)
     # Told of every sample recorded here (the history); every write path ends in `record`
     # or `record_many`, so none can bypass it.
     tap: SampleTap | None = field(default=None, repr=False)
@@ -168,6 +174,7 @@ class SeriesFamily:
         self.sums = np.zeros(slots)
         self.counters = np.zeros((slots, len(self.spec.tags), len(self.spec.extras)), np.int64)
         self.last_seen = np.zeros(slots)
+        self.native_zero = np.zeros(slots, dtype=np.int64)
         self._bounds_array = np.asarray(self.spec.buckets, dtype=np.float64)
 
     def __len__(self) -> int:
@@ -182,6 +189,10 @@ class SeriesFamily:
                               self.sums, self.counters, self.last_seen, pool.values,
                               pool.stamps, pool.tags, pool.pos, pool.filled, pool.written,
                               pool.version)
+        if value > exponential.ZERO_THRESHOLD:  # native histogram buckets (export/native.py)
+            self.native_row(slot)[exponential.key(value) - exponential.MIN_KEY] += 1
+        else:
+            self.native_zero[slot] += 1
         return seq
 
     def record_many(
@@ -204,6 +215,19 @@ class SeriesFamily:
                      self.buckets,
                      self.sums, self.counters, self.last_seen, pool.values, pool.stamps,
                      pool.tags, pool.pos, pool.filled, pool.written, pool.version)
+        positive = values > exponential.ZERO_THRESHOLD  # native histogram buckets
+        np.add.at(self.native_zero, slots[~positive], 1)
+        columns = exponential.keys(values[positive]) - exponential.MIN_KEY
+        owners = slots[positive]
+        for slot in np.unique(owners).tolist():
+            np.add.at(self.native_row(slot), columns[owners == slot], 1)
+
+    def native_row(self, slot: int) -> npt.NDArray[np.int64]:
+        """The exponential bucket counts of a slot, created at its first positive sample."""
+        row = self.native.get(slot)
+        if row is None:
+            row = self.native[slot] = np.zeros(exponential.WIDTH, dtype=np.int64)
+        return row
 
     def slots_array(self) -> tuple[list[tuple[str, ...]], npt.NDArray[np.int64]]:
         keys = list(self.slot_of)
@@ -310,6 +334,8 @@ class Store:
                 self.in_budget[budget] += 1
             family.slot_of[key] = slot
             family.buckets[slot] = 0
+            family.native.pop(slot, None)
+            family.native_zero[slot] = 0
             family.sums[slot] = 0.0
             family.counters[slot] = 0
             family.last_seen[slot] = 0.0
@@ -470,7 +496,9 @@ class Store:
         for name, family in self.families.items():
             stale = [k for k, s in family.slot_of.items() if family.last_seen[s] < cutoff]
             for key in stale:
-                self.pool.release(family.slot_of.pop(key))
+                slot = family.slot_of.pop(key)
+                family.native.pop(slot, None)  # memory back now, not at the slot's reuse
+                self.pool.release(slot)
             if stale:
                 self.layout += 1  # slots changed hands: caches of key -> slot are void
             if family.spec.budget in self.in_budget:

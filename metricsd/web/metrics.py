@@ -1,4 +1,5 @@
-"""GET /metrics: Prometheus text exposition, or OpenMetrics when the scraper asks for it."""
+"""GET /metrics: Prometheus text exposition, or OpenMetrics or protobuf (with native
+histograms) when the scraper asks for it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from aiohttp import web
 
 from metricsd.core import REGISTRY
+from metricsd.export import protobuf
 from metricsd.export.text import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
@@ -25,7 +27,14 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     """Refresh stale window stats off the loop, render, and stream the text out."""
     store = request.app[STORE]
     await store.refresh(time.time())
-    openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
+    accept = request.headers.get("Accept", "")
+    if protobuf.wants_protobuf(accept):
+        async with store.reading:
+            families = await protobuf.collect(request.app[REGISTRY])
+        # Encoding is pure Python over immutable families: off the loop, beacons keep flowing.
+        body = await asyncio.to_thread(protobuf.encode, families)
+        return web.Response(body=body, headers={"Content-Type": protobuf.PROTOBUF_CONTENT_TYPE})
+    openmetrics = wants_openmetrics(accept)
     async with store.reading:
         pieces = await render_pieces(request.app[REGISTRY], openmetrics)
     response = web.StreamResponse(headers={

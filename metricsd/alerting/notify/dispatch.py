@@ -119,6 +119,7 @@ class Dispatcher:
         self.groups: dict[str, Group] = {}
         self.log: dict[str, LogEntry] = {}
         self._closed = False
+        self._retiring: set[asyncio.Task[None]] = set()  # receivers replaced by a reload
 
     def reconfigure(self, router: Router, receivers: Mapping[str, Receiver],
                     fallback: str | None) -> None:
@@ -128,7 +129,17 @@ class Dispatcher:
         again at the next evaluation, and the notification log, keyed by group and
         receiver, keeps them from being sent twice.
         """
+        previous = self.receivers
         self.router, self.receivers, self.fallback = router, dict(receivers), fallback
+        for name, old in previous.items():
+            if not old.direct or self.receivers.get(name) is old:
+                continue
+            new = self.receivers.get(name)
+            if new is not None:
+                new.adopt(old)  # what was sent when: no burst of resends after a reload
+            task = asyncio.get_running_loop().create_task(old.close())  # drain, stop
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
         routes = {(r.key, r.receiver): r for r in (router.root, *router.routes)}
         for key, group in list(self.groups.items()):
             route = routes.get((group.route.key, group.route.receiver))
@@ -146,8 +157,13 @@ class Dispatcher:
         if self._closed:
             return
         now = self.clock()
+        direct: dict[str, list[NotifyAlert]] = {
+            name: [] for name, r in self.receivers.items() if r.direct}
         for alert in alerts:
             for route in self.router.match(alert.labels):
+                if route.receiver in direct:
+                    direct[route.receiver].append(alert)  # it groups (Alertmanager), not us
+                    continue
                 labels = route.group_labels(alert.labels)
                 key = f"{route.key}:{label_set(labels)}"
                 group = self.groups.get(key)
@@ -164,6 +180,8 @@ class Dispatcher:
                 group.alerts[alert.fingerprint] = alert
                 if not group.flushed and alert.starts_at + route.group_wait <= now:
                     group.wake.set()  # waited long enough already (e.g. before a restart)
+        for name, routed in direct.items():
+            self.receivers[name].offer(routed, now, self.session)
 
     # ---- timers -----------------------------------------------------------------------
 
@@ -267,3 +285,5 @@ class Dispatcher:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(r.close() for r in self.receivers.values()),
+                             *self._retiring, return_exceptions=True)

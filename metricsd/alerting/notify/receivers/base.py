@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -23,7 +23,7 @@ import aiohttp
 import orjson
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from metricsd.alerting.notify.notification import Notification
+from metricsd.alerting.notify.notification import Notification, NotifyAlert
 from metricsd.alerting.stats import AlertingStats
 from metricsd.config import ReceiverConfig
 
@@ -99,9 +99,26 @@ class Receiver:
         self._failed_attempts = 0
         self.stats.receiver_up[self.name] = True
 
+    # A direct receiver takes every alert routed to it at each evaluation (offer()) and
+    # does its own timing (Alertmanager's API); the others get grouped notifications.
+    direct: ClassVar[bool] = False
+
     @classmethod
-    def from_config(cls, config: ReceiverConfig, **kwargs: Any) -> Receiver:
+    def from_config(cls, config: ReceiverConfig, *, evaluation_interval: float = 15.0,
+                    **kwargs: Any) -> Receiver:
+        """Build from config; `evaluation_interval` is for kinds that time alerts themselves."""
         return cls(config, **kwargs)
+
+    def offer(self, alerts: Sequence[NotifyAlert], now: float,
+              session: Callable[[], aiohttp.ClientSession]) -> None:
+        """Direct receivers only: the current firing and resolved alerts routed here."""
+        raise NotImplementedError
+
+    def adopt(self, old: Receiver) -> None:
+        """Reload: take over what the replaced receiver of the same name knew (direct kinds)."""
+
+    async def close(self) -> None:
+        """Shutdown hook for receivers that run tasks of their own."""
 
     def render(self, notification: Notification) -> Mapping[str, Any]:
         """The JSON document for this receiver kind."""
