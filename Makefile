@@ -57,12 +57,17 @@ PG_DIR ?= .pg
 pg-versions: $(STAMP) sysdeps  ## install the PostgreSQL versions of the test matrix into .pg/
 	$(PY) tools/pg_versions.py --dir $(PG_DIR)
 
-test: $(TEST_STAMP) sysdeps pg-versions  ## install what tests need and run the whole suite
-	$(VENV)/bin/ruff check metricsd tests bench tools dashboards
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+# Coverage of metricsd/ over the whole suite: files below 100 %, then the total.
+COVERAGE := --cov=metricsd --cov-report=term:skip-covered
 
-lint: $(TEST_STAMP)
+test: $(TEST_STAMP) sysdeps pg-versions  ## lint, type-check, check the layers, run the whole suite
+	$(MAKE) --no-print-directory lint
+	$(PY) -m pytest -q -p no:cacheprovider $(COVERAGE) $(PYTEST_ARGS)
+
+lint: $(TEST_STAMP)  ## ruff, mypy --strict over metricsd/, import-linter's contracts
 	$(VENV)/bin/ruff check metricsd tests bench tools dashboards
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 bench: $(TEST_STAMP) bench-sysdeps  ## benchmarks; results go to docs/benchmarks.md by hand
 	$(PY) bench/run.py $(BENCH_ARGS)

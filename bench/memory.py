@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 from metricsd.config import load_config
+from metricsd.ingest import store_families
 from metricsd.store.series import Store
 
 
@@ -25,7 +26,8 @@ def rss_bytes() -> int:
 def main() -> None:
     config = load_config(None, env={}).ingest
     store = Store(max_series=config.max_series, window_samples=config.window.samples,
-                  window_seconds=config.window.seconds, idle_timeout=3600)
+                  window_seconds=config.window.seconds, idle_timeout=3600,
+                  families=store_families())
     family = store.families["api"]
     now = time.time()
     results = []

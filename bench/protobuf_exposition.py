@@ -23,7 +23,7 @@ from metricsd.app import create_app
 from metricsd.config import load_config
 from metricsd.core import REGISTRY
 from metricsd.export import protobuf
-from metricsd.export.prometheus import StoreCollector
+from metricsd.export.beacons import StoreSource
 from metricsd.ingest import STORE
 
 ACCEPT = ("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
@@ -61,8 +61,7 @@ async def measure(series: int, repeat: int) -> dict[str, float]:
     store = app[STORE]
     fill(store, series, store.pool.capacity, time.time())
     text, proto, on_loop, built, encode, text_stall, proto_stall = [], [], [], [], [], [], []
-    collector = next(c for c in app[REGISTRY]._collector_to_names
-                     if isinstance(c, StoreCollector))
+    source = next(s for s in app[REGISTRY].sources() if isinstance(s, StoreSource))
     async with TestClient(TestServer(app)) as client:
         for _ in range(repeat):
             touch(store, time.time())
@@ -79,7 +78,7 @@ async def measure(series: int, repeat: int) -> dict[str, float]:
             proto_stall.append(ticker.longest)
             await store.refresh(time.time())
             start = time.perf_counter()
-            build = collector.native_snapshot()  # the only store work left on the loop
+            build = source.native_snapshot()  # the only store work left on the loop
             on_loop.append(time.perf_counter() - start)
             start = time.perf_counter()
             families = build()

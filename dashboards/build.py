@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from metricsd.vitals import CORE, VITALS
+
 HERE = Path(__file__).resolve().parent
 # The classic JSON model that Grafana 12 writes (v42 is the last v1-API schema version).
 SCHEMA_VERSION = 42
@@ -469,18 +471,13 @@ def api_dashboard() -> Dashboard:
     return board
 
 
-VITAL_THRESHOLDS = {  # web-vitals name: (metric stem, unit, good, poor)
-    "LCP": ("metricsd_web_vitals_lcp_seconds", "s", 2.5, 4.0),
-    "INP": ("metricsd_web_vitals_inp_seconds", "s", 0.2, 0.5),
-    "CLS": ("metricsd_web_vitals_cls", "none", 0.1, 0.25),
-    "FCP": ("metricsd_web_vitals_fcp_seconds", "s", 1.8, 3.0),
-    "TTFB": ("metricsd_web_vitals_ttfb_seconds", "s", 0.8, 1.8),
+# web-vitals name: (metric stem, window summary, Grafana unit, good, poor), from the one
+# home of the thresholds (metricsd/vitals.py), for the vitals shown by default.
+VITAL_THRESHOLDS = {
+    name: (VITALS[name].histogram_name, VITALS[name].window_name,
+           "s" if VITALS[name].unit else "none", VITALS[name].good, VITALS[name].poor)
+    for name in CORE
 }
-
-
-def _window_name(stem: str) -> str:
-    return stem.replace("_seconds", "_window_seconds") if stem.endswith("_seconds") \
-        else f"{stem}_window"
 
 
 def vitals_dashboard() -> Dashboard:
@@ -497,7 +494,7 @@ def vitals_dashboard() -> Dashboard:
     sel = f'{SCOPE}, page=~"$page"'
     p75_range: list[Panel] = []
     p75_time: list[Panel] = []
-    for name, (stem, unit, good, poor) in VITAL_THRESHOLDS.items():
+    for name, (stem, _, unit, good, poor) in VITAL_THRESHOLDS.items():
         steps = _steps((GREEN, None), (ORANGE, good), (RED, poor))
         shown = f"{good:g} s / {poor:g} s" if unit == "s" else f"{good:g} / {poor:g}"
         p75_range.append(bargauge(
@@ -517,8 +514,8 @@ def vitals_dashboard() -> Dashboard:
     board.section("p75 per page (time range)", *p75_range)
     board.section("p75 over time", *p75_time)
     window_queries = [
-        Q(f'max by (instance, page) ({_window_name(stem)}{{{sel}, quantile="0.75"}})')
-        for stem, *_ in VITAL_THRESHOLDS.values()
+        Q(f'max by (instance, page) ({window}{{{sel}, quantile="0.75"}})')
+        for _, window, *_ in VITAL_THRESHOLDS.values()
     ]
     board.section(
         "Per instance (exact window)",
@@ -527,7 +524,7 @@ def vitals_dashboard() -> Dashboard:
               "percentiles cannot be averaged across instances.",
               columns={f"Value #{chr(65 + i)}": name for i, name in enumerate(VITAL_THRESHOLDS)},
               units={f"Value #{chr(65 + i)}": unit
-                     for i, (_, unit, *_rest) in enumerate(VITAL_THRESHOLDS.values())}),
+                     for i, (_, _, unit, *_rest) in enumerate(VITAL_THRESHOLDS.values())}),
     )
     ratings = f"metricsd_web_vitals_ratings_total{{{sel}}}"
     board.section(

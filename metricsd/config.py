@@ -276,7 +276,9 @@ class ReceiverConfig(_Model):
 
     name: str = Field(min_length=1)
     url: str = ""  # the webhook; for alertmanager_api, one Alertmanager (or use urls)
-    format: Literal["alertmanager", "slack", "alertmanager_api"] = "alertmanager"
+    # A receiver kind (alerting/notify/receivers/): alertmanager, slack, alertmanager_api;
+    # alerting checks it.
+    format: str = Field("alertmanager", pattern=r"^[a-z][a-z0-9_]*$")
     secret: str | None = None
     signature_header: str = "X-Metricsd-Signature"
     timeout: Duration = 10.0

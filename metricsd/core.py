@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
 from metricsd.config import Config, load_config
 from metricsd.errors import ConfigError
+from metricsd.export.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ Apply = Callable[[], Awaitable[None]]
 Reloader = Callable[[Config, Config], Awaitable[Apply | None]]
 
 CONFIG = web.AppKey("config", Config)
-REGISTRY = web.AppKey("registry", CollectorRegistry)
+REGISTRY = web.AppKey("registry", Registry)
 SCHEDULER = web.AppKey("scheduler", AsyncIOScheduler)
 READINESS = web.AppKey("readiness", dict[str, Readiness])
 
@@ -167,7 +168,7 @@ class ReloadCollector:
 def setup(app: web.Application, config: Config, path: str | Path | None = None) -> None:
     """Config, a dedicated registry (never the global one), the scheduler, readiness, reload."""
     app[CONFIG] = config
-    app[REGISTRY] = CollectorRegistry(auto_describe=True)
+    app[REGISTRY] = Registry()
     app[SCHEDULER] = AsyncIOScheduler()
     app[READINESS] = {}
     app[RUNTIME] = Runtime(config, str(path) if path is not None else None)
@@ -175,11 +176,73 @@ def setup(app: web.Application, config: Config, path: str | Path | None = None) 
 
 
 async def _scheduler(app: web.Application) -> AsyncIterator[None]:
+    hygiene = JobHygiene(app[SCHEDULER])
+    app[REGISTRY].register(hygiene)
+    hygiene.attach()
     app[SCHEDULER].start()
     yield
+    hygiene.stopping = True
     app[SCHEDULER].shutdown(wait=False)
+    for _ in range(3):  # let cancelled jobs finish and their callbacks log (filtered)
+        await asyncio.sleep(0)
+    hygiene.detach()
 
 
 def start(app: web.Application) -> None:
     """Append the scheduler's context; call after every subsystem's setup."""
     app.cleanup_ctx.append(_scheduler)
+
+
+# APScheduler logs a warning for every run it skips because the previous one still runs
+# (a hung PostgreSQL target: several a second), and a traceback for every job cancelled
+# at shutdown. Skips are counted per job and logged once per job every SKIP_LOG_EVERY_S;
+# a cancellation while stopping is not an error.
+SKIP_LOG_EVERY_S = 600.0
+_SKIPPED = "skipped: maximum number of running instances reached"
+_APSCHEDULER_LOGGERS = ("apscheduler.scheduler", "apscheduler.executors.default")
+
+
+class JobHygiene(logging.Filter):
+    """Counts skipped runs (metricsd_scheduler_skipped_runs_total{job}), rate-limits their
+    log line, and drops APScheduler's tracebacks of jobs cancelled by a shutdown."""
+
+    def __init__(self, scheduler: AsyncIOScheduler) -> None:
+        super().__init__()
+        self.skipped: dict[str, int] = {}
+        self.stopping = False
+        self._logged: dict[str, float] = {}
+        scheduler.add_listener(self._on_skip, EVENT_JOB_MAX_INSTANCES)
+
+    def attach(self) -> None:
+        for name in _APSCHEDULER_LOGGERS:
+            logging.getLogger(name).addFilter(self)
+
+    def detach(self) -> None:
+        for name in _APSCHEDULER_LOGGERS:
+            logging.getLogger(name).removeFilter(self)
+
+    def _on_skip(self, event: JobEvent) -> None:
+        self.skipped[event.job_id] = self.skipped.get(event.job_id, 0) + 1
+        now = time.monotonic()
+        if now - self._logged.get(event.job_id, -SKIP_LOG_EVERY_S) >= SKIP_LOG_EVERY_S:
+            self._logged[event.job_id] = now
+            log.warning("job %s: a run was skipped because the previous one is still running "
+                        "(a slow or hung target?); counted in metricsd_scheduler_skipped_runs_"
+                        "total, logged at most every %.0f s", event.job_id, SKIP_LOG_EVERY_S)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _SKIPPED in record.getMessage():
+            return False  # counted and logged by _on_skip instead
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, asyncio.CancelledError) and self.stopping)
+
+    def describe(self) -> Iterator[Metric]:
+        return self.collect()
+
+    def collect(self) -> Iterator[Metric]:
+        total = Metric("metricsd_scheduler_skipped_runs",
+                       "Scheduled runs skipped because the previous run of the job was still "
+                       "running", "counter")
+        for job, n in sorted(self.skipped.items()):
+            total.add_sample("metricsd_scheduler_skipped_runs_total", {"job": job}, float(n))
+        yield total

@@ -142,8 +142,23 @@ def test_example_config_shows_every_key(pytestconfig):
     assert _missing_keys(Config, raw) == []
 
 
-@pytest.mark.parametrize("listen", ["127.0.0.1:\u00b9", "127.0.0.1:\u0669\u0668\u0661\u0661",
-                                    "127.0.0.1:\uff19\uff18\uff11\uff11",
+def test_an_unknown_receiver_format_is_a_config_error(make_config):
+    """Receiver kinds live in alerting, which checks them at start-up and in check-config."""
+    from metricsd.alerting.rules.validate import compile_alerting
+    from metricsd.errors import ConfigError
+
+    config = make_config({"alerting": {"receivers": [
+        {"name": "ok", "url": "http://127.0.0.1:1/"},
+        {"name": "pager", "url": "http://127.0.0.1:1/", "format": "pagerduty"}],
+        "default_receiver": "ok"}})
+    with pytest.raises(ConfigError) as info:
+        compile_alerting(config.alerting)
+    [problem] = info.value.problems
+    assert "alerting.receivers.pager: unknown format 'pagerduty'" in problem
+    assert "alertmanager" in problem and "slack" in problem
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:¹", "127.0.0.1:٩٨١١", "127.0.0.1:９８１１",  # noqa: RUF001
                                     "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:-1"])
 def test_listen_port_takes_ascii_digits_only(make_config, listen):
     """int() reads Arabic-Indic and full-width digits; a port in the config must not."""

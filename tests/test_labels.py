@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metricsd.errors import LabelError
+from metricsd.ingest import store_families
 from metricsd.labels import MAX_LABEL_LENGTH, check, clean, clean_text, is_clean, require_clean
 from metricsd.store.series import Store
 
@@ -91,7 +92,8 @@ def test_clean_text_keeps_lines_but_not_controls():
 
 
 def test_the_store_refuses_a_key_that_skipped_the_choke_point():
-    store = Store(max_series=10, window_samples=16, window_seconds=60, idle_timeout=60)
+    store = Store(max_series=10, window_samples=16, window_seconds=60, idle_timeout=60,
+                  families=store_families())
     for bad in ("/x\udcff", "/\u202eevil", "a\x85b", "x" * (MAX_LABEL_LENGTH + 1)):
         with pytest.raises(LabelError):
             store.observe("LCP", (bad,), 1.0, 1.0)

@@ -18,7 +18,6 @@ from metricsd.alerting.service import AlertingService
 from metricsd.config import Config
 from metricsd.core import CONFIG, READINESS, REGISTRY, SCHEDULER, Apply, register_reloader
 from metricsd.errors import ConfigError
-from metricsd.ingest import STORE
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +62,6 @@ def setup(app: web.Application) -> None:
         groups,
         registry=app[REGISTRY],
         session=lambda: app[HTTP],
-        store=app[STORE],
         external_url=f"http://{config.listen}",
         scrape_interval_s=config.postgres.scrape_interval,
         window_s=config.ingest.window.seconds,

@@ -1,9 +1,9 @@
 """AlertingService: the engine, the dispatcher and the state file, run by one scheduled job.
 
-`evaluate_once()` is the `alerts:evaluate` APScheduler job: refresh the store's window
-stats, read the current samples the rules need, evaluate (pure), hand firing and resolved
-alerts to the dispatcher (which only schedules tasks), and request a state save when
-anything changed. It never waits for a receiver.
+`evaluate_once()` is the `alerts:evaluate` APScheduler job: bring the sources up to date
+(Samples.prepare), read the current samples the rules need (Samples.current), evaluate
+(pure), hand firing and resolved alerts to the dispatcher (which only schedules tasks),
+and request a state save when anything changed. It never waits for a receiver.
 
 Read API for the page and /v1/alerts (app[ALERTS]): `alerts()`, `counts()`, `rule_count`,
 `receivers()`; every value is a JSON-ready copy.
@@ -33,8 +33,8 @@ from metricsd.alerting.rules.load import RuleGroup, rule_count
 from metricsd.alerting.state import StateFile
 from metricsd.alerting.stats import AlertingStats
 from metricsd.config import AlertingConfig
-from metricsd.export.samples import current_samples
-from metricsd.store.series import Store
+from metricsd.export.read import Samples
+from metricsd.export.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +50,8 @@ class AlertingService:
         self,
         config: AlertingConfig,
         groups: list[RuleGroup],
-        registry: CollectorRegistry,
+        registry: Registry | CollectorRegistry,
         session: Callable[[], aiohttp.ClientSession],
-        store: Store | None = None,
         external_url: str = "",
         clock: Callable[[], float] = time.time,
         scrape_interval_s: float = 15.0,
@@ -60,7 +59,7 @@ class AlertingService:
     ) -> None:
         self.config = config
         self.registry = registry
-        self.store = store
+        self.samples = Samples(registry)
         self.clock = clock
         self.session = session
         self.external_url = config.external_url or external_url
@@ -117,10 +116,9 @@ class AlertingService:
         try:
             await self.restore()
             now = self.clock() if now is None else now
-            if self.store is not None:
-                await self.store.refresh(now)
+            await self.samples.prepare(now)
             started = time.perf_counter()
-            samples = current_samples(self.registry, self.engine.names)
+            samples = self.samples.current(self.engine.names)
             changed = self.engine.evaluate(samples, now)
             elapsed = time.perf_counter() - started
         except Exception:  # the scheduler must keep ticking; log once per failure streak

@@ -12,7 +12,6 @@ import importlib
 from typing import Any
 
 from metricsd.client.base import SenderStats, TimingSender
-from metricsd.client.routes import normalise_path
 
 _LAZY = {
     "AsyncSender": "metricsd.client.async_sender",
@@ -25,7 +24,7 @@ _LAZY = {
     "SenderCollector": "metricsd.client.prometheus",
 }
 
-__all__ = ["SenderStats", "TimingSender", "normalise_path", *_LAZY]
+__all__ = ["SenderStats", "TimingSender", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -11,17 +11,19 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from metricsd.client.async_sender import AsyncSender
-from metricsd.client.routes import normalise_path
 
 SENDER = web.AppKey("metricsd_client_sender", AsyncSender)
 
 
 def route_template(request: web.Request) -> str:
-    """The resource's canonical template; a normalised path when no route matched."""
+    """The resource's canonical template; the raw path when no route matched.
+
+    metricsd normalises routes itself (ids become `:id`), so the client keeps no rule.
+    """
     resource = request.match_info.route.resource
     if resource is not None:
         return resource.canonical
-    return normalise_path(request.path)
+    return request.path
 
 
 def aiohttp_middleware(sender: AsyncSender) -> Middleware:

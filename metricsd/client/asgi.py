@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from metricsd.client.async_sender import AsyncSender
-from metricsd.client.routes import normalise_path
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -23,15 +22,16 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def route_template(scope: Scope) -> str:
-    """Mount prefix + the route's path template; a normalised path when nothing matched."""
+    """Mount prefix + the route's path template; the raw path (metricsd normalises it)."""
     route = scope.get("route")
     path = getattr(route, "path", None)
     if isinstance(path, str):
         root = scope.get("root_path", "")
         # root_path grows by each Mount's prefix; app_root_path is where the app itself sits.
-        mount_prefix = root[len(scope.get("app_root_path", root)):]
+        mount_prefix = str(root[len(scope.get("app_root_path", root)):])
         return mount_prefix + path
-    return normalise_path(scope.get("path", "/"))
+    path = scope.get("path")
+    return path if isinstance(path, str) and path else "/"
 
 
 class MetricsdASGIMiddleware:

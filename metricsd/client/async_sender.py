@@ -8,11 +8,8 @@ from typing import Any
 
 import aiohttp
 
-from metricsd.client.base import (
-    Timing,
-    TimingSender,
-    retry_after_seconds,
-)
+from metricsd.client.base import Timing, TimingSender
+from metricsd.retry import parse_retry_after
 
 
 class AsyncSender(TimingSender):
@@ -122,6 +119,6 @@ class AsyncSender(TimingSender):
             async with self._session.post(self.endpoint.url, data=body) as resp:
                 text = await resp.text() if resp.status >= 300 else ""
                 await resp.read()
-                return resp.status, retry_after_seconds(resp.headers.get("Retry-After")), text
+                return resp.status, parse_retry_after(resp.headers.get("Retry-After")), text
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return 0, None, f"connection: {type(exc).__name__}: {exc}"

@@ -10,19 +10,27 @@ from __future__ import annotations
 import enum
 import json
 import logging
-import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-try:  # orjson ships with metricsd and encodes a batch about 3x faster than json
-    from orjson import dumps as _dumps
-except ImportError:  # pragma: no cover - the client alone, without metricsd's dependencies
+from metricsd.retry import Backoff
 
-    def _dumps(obj: object) -> bytes:
-        return json.dumps(obj, separators=(",", ":")).encode()
+
+def _json_dumps(obj: object) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+_dumps: Callable[[object], bytes] = _json_dumps
+try:  # orjson ships with metricsd and encodes a batch about 3x faster than json
+    from orjson import dumps as _orjson_dumps
+except ImportError:  # pragma: no cover - the client alone, without metricsd's dependencies
+    pass
+else:
+    _dumps = _orjson_dumps
 
 
 log = logging.getLogger("metricsd.client")
@@ -42,7 +50,7 @@ class Outcome(enum.Enum):
     REJECTED = "rejected"  # other 4xx: sending it again cannot help
 
 
-def classify(status: int) -> Outcome:
+def outcome_of(status: int) -> Outcome:
     """Map metricsd's answer to a next step (202 accepted, 429 and 5xx retried)."""
     if 200 <= status < 300:
         return Outcome.SENT
@@ -120,6 +128,7 @@ class TimingSender:
         self.max_attempts = max_attempts
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        self._backoff = Backoff(backoff_initial, backoff_max, backoff_max)
         self.send_timestamps = send_timestamps
         self.close_timeout = close_timeout
         self.headers = {"Content-Type": "application/json", "User-Agent": "metricsd-client/1"}
@@ -206,12 +215,8 @@ class TimingSender:
         return _dumps(objects)
 
     def backoff(self, attempt: int, retry_after: float | None = None) -> float:
-        """Exponential backoff with full jitter; a server's Retry-After wins if larger."""
-        delay = min(self.backoff_max, self.backoff_initial * 2**attempt)
-        delay = random.uniform(delay / 2, delay)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, self.backoff_max))
-        return delay
+        """metricsd.retry's policy: equal-jitter backoff; a longer Retry-After wins (capped)."""
+        return self._backoff.delay(attempt, retry_after)
 
     def after_attempt(
         self, batch: list[Timing], attempt: int, status: int, retry_after: float | None,
@@ -222,7 +227,7 @@ class TimingSender:
         Sans I/O: it notes the outcome in the stats and says whether to stop, to deliver
         two halves instead (413), or to wait and try again.
         """
-        outcome = classify(status) if status else Outcome.RETRY
+        outcome = outcome_of(status) if status else Outcome.RETRY
         if outcome is Outcome.SENT:
             self._note_sent(batch)
             return NextStep()
@@ -284,13 +289,3 @@ def split(batch: list[Timing]) -> tuple[list[Timing], list[Timing]]:
     """Halve a batch metricsd found too large (413)."""
     middle = len(batch) // 2
     return batch[:middle], batch[middle:]
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds; HTTP dates are rare from metricsd and ignored."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None

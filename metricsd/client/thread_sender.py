@@ -14,11 +14,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from metricsd.client.base import (
-    Timing,
-    TimingSender,
-    retry_after_seconds,
-)
+from metricsd.client.base import Timing, TimingSender
+from metricsd.retry import parse_retry_after
 
 
 class ThreadSender(TimingSender):
@@ -144,7 +141,7 @@ class ThreadSender(TimingSender):
             conn.close()
             self._conn = None
         text = data.decode("utf-8", "replace") if resp.status >= 300 else ""
-        return resp.status, retry_after_seconds(resp.getheader("Retry-After")), text
+        return resp.status, parse_retry_after(resp.getheader("Retry-After")), text
 
 
 def _call_alive(method: weakref.WeakMethod[Callable[[], None]]) -> None:

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
-from metricsd.client.routes import normalise_path
 from metricsd.client.thread_sender import ThreadSender
 
 ROUTE_KEY = "metricsd.route"
@@ -71,8 +70,8 @@ class MetricsdWSGIMiddleware:
         finally:
             route = seen[1] or environ.get(ROUTE_KEY)
             if route is None:
-                path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "/")
-                route = normalise_path(path)
+                # The raw path: metricsd normalises routes (ids become :id) itself.
+                route = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "/") or "/"
             self.sender.record(route, environ.get("REQUEST_METHOD", "GET"), seen[0],
                                time.perf_counter() - start)
 

@@ -11,14 +11,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import BucketSpan, NativeHistogram, Sample
 
 from metricsd.store import exponential
-from metricsd.store.series import VITALS, SeriesFamily
-
-# Histogram family name -> store family (the names export/prometheus.py gives them).
-HISTOGRAM_FAMILIES: dict[str, str] = {
-    "metricsd_api_request_duration_seconds": "api",
-    **{f"metricsd_web_vitals_{spec.name.lower()}" + ("_seconds" if spec.unit else ""): spec.name
-       for spec in VITALS.values()},
-}
+from metricsd.store.series import SeriesFamily
 
 
 def native_histogram(family: SeriesFamily, slot: int, count: float,
@@ -35,11 +28,12 @@ def native_histogram(family: SeriesFamily, slot: int, count: float,
         pos_deltas=tuple(sparse.deltas))
 
 
-def with_native(metrics: Iterable[Metric],
+def with_native(metrics: Iterable[Metric], histograms: Mapping[str, str],
                 families: Mapping[str, SeriesFamily]) -> Iterator[Metric]:
-    """The families as given, store histograms with a native sample added per series."""
+    """The families as given; those in `histograms` (family name -> store family) get a
+    native sample added per series."""
     for metric in metrics:
-        store_name = HISTOGRAM_FAMILIES.get(metric.name) if metric.type == "histogram" else None
+        store_name = histograms.get(metric.name) if metric.type == "histogram" else None
         if store_name is not None:
             family = families[store_name]
             names = family.spec.labels

@@ -18,9 +18,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import NativeHistogram, Sample
+
+from metricsd.export.beacons import StoreSource
+from metricsd.export.registry import Registry, SourceCollector
 
 PROTOBUF_CONTENT_TYPE = ("application/vnd.google.protobuf; "
                          "proto=io.prometheus.client.MetricFamily; encoding=delimited")
@@ -263,15 +265,14 @@ def encode_family(metric: Metric) -> bytes:
     return b"".join(_simple(metric))
 
 
-async def collect(registry: CollectorRegistry) -> list[Metric]:
-    """Every family with samples. A collector with `native_snapshot()` (the store) copies
-    its state on the loop and builds its families, native buckets included, in a worker
-    thread; the others are collected on the loop (they are small)."""
+async def collect(registry: Registry) -> list[Metric]:
+    """Every family with samples, members in order. The store's source copies its state on
+    the loop and builds its families, native buckets included, in a worker thread; the
+    others are collected on the loop (they are small)."""
     out: list[Metric] = []
-    for collector in list(registry._collector_to_names):
-        snapshot = getattr(collector, "native_snapshot", None)
-        if snapshot is not None:
-            families = await asyncio.to_thread(snapshot())
+    for collector in list(registry.members):
+        if isinstance(collector, SourceCollector) and isinstance(collector.source, StoreSource):
+            families = await asyncio.to_thread(collector.source.native_snapshot())
         else:
             families = list(collector.collect())
         out.extend(metric for metric in families if metric.samples)
@@ -283,6 +284,6 @@ def encode(families: Iterable[Metric]) -> bytes:
     return b"".join(encode_family(metric) for metric in families)
 
 
-async def render(registry: CollectorRegistry) -> bytes:
+async def render(registry: Registry) -> bytes:
     """collect() then encode() on the loop (tests, small registries)."""
     return encode(await collect(registry))

@@ -14,12 +14,12 @@ from aiohttp import web
 
 from metricsd.config import Config
 from metricsd.core import CONFIG, READINESS, REGISTRY, SCHEDULER, Apply, register_reloader
-from metricsd.export.prometheus import SelfCollector, StoreCollector
-from metricsd.ingest import timings, vitals  # noqa: F401  (registers the beacon kinds)
+from metricsd.export.beacons import StoreSource, View
+from metricsd.ingest import timings, vitals  # noqa: F401  (one line per beacon kind)
 from metricsd.ingest.base import BEACONS, BeaconType
 from metricsd.ingest.ratelimit import TokenBuckets
-from metricsd.ingest.selfmetrics import SelfMetrics
-from metricsd.store.series import Store, warm_up
+from metricsd.ingest.selfmetrics import IngestSource, SelfMetrics
+from metricsd.store.series import FamilySpec, Store, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,18 @@ async def _expire(store: Store) -> None:
         log.info("expired %d idle series", expired)
 
 
+def store_families() -> list[FamilySpec]:
+    """Every store family the registered beacon kinds write."""
+    return [spec for kind in BEACONS.values() for spec in kind.series]
+
+
+def export_views(store: Store) -> list[View]:
+    """Every family /metrics shows of the beacon store, kind by kind."""
+    return [view for kind in BEACONS.values() for view in kind.exports(store)]
+
+
 def setup(app: web.Application) -> None:
-    """Store, counters, beacon kinds and rate limiter; their collectors and readiness."""
+    """Store, counters, beacon kinds and rate limiter; their families and readiness."""
     config = app[CONFIG].ingest
     warm_up(config.window.samples)  # compiled kernels: loaded now, not in the first request
     store = app[STORE] = Store(
@@ -45,6 +55,7 @@ def setup(app: web.Application) -> None:
         window_samples=config.window.samples,
         window_seconds=config.window.seconds,
         idle_timeout=config.series_idle_timeout,
+        families=store_families(),
         started_at=time.time(),
         budgets=config.series_budgets(),
     )
@@ -54,8 +65,8 @@ def setup(app: web.Application) -> None:
         config.rate_limit.requests_per_second, config.rate_limit.burst,
         config.rate_limit.max_clients,
     )
-    app[REGISTRY].register(StoreCollector(store))
-    app[REGISTRY].register(SelfCollector(store, counters))
+    app[REGISTRY].add_source(StoreSource(store, export_views(store)))
+    app[REGISTRY].add_source(IngestSource(store, counters))
     app[READINESS]["ingest"] = lambda: {
         "ok": True, "series": store.series_count, "max_series": store.pool.slots,
         "budgets": {kind: {"series": store.in_budget[kind], "limit": limit}

@@ -16,9 +16,10 @@ from typing import Any, ClassVar
 from metricsd import labels
 from metricsd.config import IngestConfig
 from metricsd.errors import BeaconError
+from metricsd.export.beacons import View
 from metricsd.ingest.normalize import normalize_path
 from metricsd.ingest.selfmetrics import SelfMetrics
-from metricsd.store.series import Store
+from metricsd.store.series import FamilySpec, Store
 
 # Client timestamps may run this far ahead of ours (clock skew) before they are refused;
 # within it they are clamped to now, so windows never hold samples from the future.
@@ -33,7 +34,7 @@ MAX_ERRORS_REPORTED = 100
 
 
 # One validated observation: (family, key, value, stamp, tag, extra, ident). A plain
-# tuple on purpose (see metricsd.store.series.Sample); `ident` is the web-vitals id.
+# tuple on purpose (see metricsd.store.series.Observation); `ident` is the web-vitals id.
 Sample = tuple[str, tuple[str, ...], float, float, int, int, str]
 
 
@@ -69,6 +70,13 @@ class BeaconType(ABC):
     name: ClassVar[str]
     needs_token: ClassVar[bool]  # server-to-server beacons carry a bearer token
     cors: ClassVar[bool]  # browser beacons are cross-origin
+    # The store families this kind writes (created by ingest.setup before any beacon).
+    series: ClassVar[tuple[FamilySpec, ...]] = ()
+
+    @classmethod
+    def exports(cls, store: Store) -> list[View]:
+        """The families /metrics shows of this kind's series (export/beacons.py builders)."""
+        return []
 
     def __init__(self, config: IngestConfig, store: Store, counters: SelfMetrics) -> None:
         self.config = config

@@ -53,8 +53,11 @@ def is_loopback(address: str | None) -> bool:
         return False
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
 def client_address(
-    remote: str | None, forwarded_for: str | None, trusted: Sequence[ipaddress._BaseNetwork]
+    remote: str | None, forwarded_for: str | None, trusted: Sequence[Network]
 ) -> str:
     """The client's IP: the peer, or, when the peer is a trusted proxy, the right-most
     X-Forwarded-For hop that is not itself a trusted proxy (what nginx's real_ip does)."""
@@ -79,7 +82,7 @@ def _is_ip(text: str) -> bool:
     return True
 
 
-def _in(address: str, networks: Sequence[ipaddress._BaseNetwork]) -> bool:
+def _in(address: str, networks: Sequence[Network]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

@@ -9,6 +9,14 @@ import numpy as np
 
 from metricsd.config import IngestConfig
 from metricsd.errors import BeaconError
+from metricsd.export.beacons import (
+    View,
+    histogram,
+    tag_counter,
+    window_help,
+    window_summary,
+    window_tag_gauge,
+)
 from metricsd.ingest import columnar
 from metricsd.ingest.base import (
     SERIES_LIMIT,
@@ -24,7 +32,7 @@ from metricsd.ingest.base import (
 )
 from metricsd.ingest.normalize import normalize_method
 from metricsd.ingest.selfmetrics import SelfMetrics
-from metricsd.store.series import VECTOR_BATCH, Store
+from metricsd.store.series import LATENCY_BUCKETS, STATUS_CLASSES, VECTOR_BATCH, FamilySpec, Store
 
 # Raw (service, route, method) triples that passed validation once, mapped to their
 # normalised series key. The same triples repeat all day, so one dict lookup replaces the
@@ -33,6 +41,10 @@ from metricsd.store.series import VECTOR_BATCH, Store
 KEY_CACHE_SIZE = 65536
 
 Key = tuple[str, str, str]
+API_HISTOGRAM = "metricsd_api_request_duration_seconds"
+API_SUMMARY = "metricsd_api_request_window_seconds"
+API_REQUESTS = "metricsd_api_requests"  # counter; samples end in _total
+API_WINDOW_REQUESTS = "metricsd_api_window_requests"
 
 
 @register
@@ -42,6 +54,22 @@ class TimingsBeacon(BeaconType):
     name = "timings"
     needs_token = True
     cors = False
+    series = (FamilySpec("api", ("service", "route", "method"), LATENCY_BUCKETS,
+                         STATUS_CLASSES, budget="timings"),)
+
+    @classmethod
+    def exports(cls, store: Store) -> list[View]:
+        (api,) = cls.series
+        return [
+            histogram(API_HISTOGRAM, "API request latency, cumulative", api),
+            window_summary(API_SUMMARY, f"API request latency quantiles {window_help(store)}",
+                           api),
+            tag_counter(API_REQUESTS, "API requests by status class, cumulative", api,
+                        "status_class"),
+            window_tag_gauge(API_WINDOW_REQUESTS,
+                             "API requests in the current window by status class", api,
+                             "status_class"),
+        ]
 
     def __init__(self, config: IngestConfig, store: Store, counters: SelfMetrics) -> None:
         super().__init__(config, store, counters)
@@ -74,7 +102,9 @@ class TimingsBeacon(BeaconType):
             return self._ingest_series(body, ctx)
         try:
             start = body.lstrip()[:1]
-            items = self._decode_batch(body) if start == b"[" else [self._decode_one(body)]
+            # Structs made by msgspec.defstruct at run time: mypy sees no fields on them.
+            items: list[Any] = (self._decode_batch(body) if start == b"["
+                                else [self._decode_one(body)])
         # RecursionError: msgspec skips unknown fields recursively; deep nesting goes to the
         # general path, whose decoder refuses it before decoding.
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):

@@ -15,6 +15,15 @@ from typing import Any
 from metricsd import labels
 from metricsd.config import IngestConfig
 from metricsd.errors import BeaconError
+from metricsd.export.beacons import (
+    View,
+    histogram,
+    tag_extra_totals,
+    window_help,
+    window_summary,
+    window_tags,
+)
+from metricsd.export.family import Column, Family, value_columns
 from metricsd.ingest.base import (
     SERIES_LIMIT,
     BatchResult,
@@ -27,20 +36,15 @@ from metricsd.ingest.base import (
 )
 from metricsd.ingest.normalize import referer_path
 from metricsd.ingest.selfmetrics import SelfMetrics
-from metricsd.store.series import NAVIGATION_TYPES, RATINGS, VITALS, Store
+from metricsd.store.series import FamilySpec, Store
+from metricsd.vitals import NAVIGATION_TYPES, RATINGS, VITALS
 
 UNKNOWN_PAGE = "unknown"
+VITALS_RATINGS = "metricsd_web_vitals_ratings"  # counter
+VITALS_WINDOW_RATINGS = "metricsd_web_vitals_window_ratings"
 MAX_CLS = 100.0  # a page that shifts more than this is reporting garbage
 _NAV_INDEX = {name: i for i, name in enumerate(NAVIGATION_TYPES)}
 _OTHER_NAV = _NAV_INDEX["other"]
-
-
-def rating_of(name: str, value: float) -> int:
-    """Index into RATINGS by Google's thresholds: good <= good < needs-improvement <= poor <."""
-    spec = VITALS[name]
-    if value <= spec.good:
-        return 0
-    return 1 if value <= spec.poor else 2
 
 
 class Dedupe:
@@ -75,6 +79,30 @@ class VitalsBeacon(BeaconType):
     name = "vitals"
     needs_token = False
     cors = True
+    series = tuple(FamilySpec(spec.name, ("page",), spec.buckets, RATINGS, NAVIGATION_TYPES,
+                              budget="vitals")
+                   for spec in VITALS.values())
+
+    @classmethod
+    def exports(cls, store: Store) -> list[View]:
+        out = []
+        for spec, series in zip(VITALS.values(), cls.series, strict=True):
+            unit = " (seconds)" if spec.unit else " (unitless)"
+            out.append(histogram(spec.histogram_name, f"{spec.help}{unit}, cumulative", series))
+            out.append(window_summary(spec.window_name,
+                                      f"{spec.help}{unit} quantiles {window_help(store)}", series))
+        # One family for every vital, told apart by a `metric` label.
+        every = tuple((s.name, (("metric", s.name),)) for s in cls.series)
+        ratings = tuple(Column("_total", (("rating", rating), ("navigation_type", nav)))
+                        for rating in RATINGS for nav in NAVIGATION_TYPES)
+        out.append(View(Family(VITALS_RATINGS, "counter",
+                               "Web Vitals reports by rating, cumulative", ("metric", "page"),
+                               ratings, omit_zero=True), every, tag_extra_totals))
+        out.append(View(Family(VITALS_WINDOW_RATINGS, "gauge",
+                               "Web Vitals reports in the current window by rating",
+                               ("metric", "page"), value_columns("rating", "gauge", RATINGS)),
+                        every, window_tags))
+        return out
 
     def __init__(self, config: IngestConfig, store: Store, counters: SelfMetrics) -> None:
         super().__init__(config, store, counters)
@@ -113,7 +141,7 @@ class VitalsBeacon(BeaconType):
             (page or UNKNOWN_PAGE,),
             value,
             ctx.now,
-            rating_of(spec.name, value),
+            spec.rating_index(value),
             _NAV_INDEX.get(nav, _OTHER_NAV) if nav else _NAV_INDEX["navigate"],
             ident,
         )

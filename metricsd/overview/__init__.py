@@ -39,7 +39,7 @@ class Views:
     def __init__(self, app: web.Application) -> None:
         # Sources are looked up per computation: a reload may replace a subsystem's object.
         self.page: Cached[dict[str, Any]] = Cached(
-            lambda now: model.summary(sources(app), now))
+            lambda now: model.figures(sources(app), now))
         self.series: Cached[bytes] = Cached(lambda now: series_document(app[STORE], now))
 
     def invalidate(self) -> None:

@@ -20,7 +20,8 @@ import numpy as np
 from metricsd.alerting.service import AlertingService
 from metricsd.overview.history import History
 from metricsd.postgres.state import PgState
-from metricsd.store.series import QUANTILES, STATUS_CLASSES, VITALS, Store
+from metricsd.store.series import QUANTILES, STATUS_CLASSES, Store
+from metricsd.vitals import CORE, VITALS, rating
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,6 @@ YIELD_ROWS = 1000  # rows of Python work between two yields to the event loop
 MERGE_CELLS = 1 << 18  # ring cells gathered per step of the overall p95 merge (~1 ms)
 _Q = {q: i for i, q in enumerate(QUANTILES)}
 _5XX = STATUS_CLASSES.index("5xx")
-VITALS_SHOWN = ("LCP", "INP", "CLS", "FCP", "TTFB")  # FID appears only when reported
 
 CARD_SERIES = {
     "api_p95": "api.p95_seconds",
@@ -65,16 +65,6 @@ def _num(value: Any) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
-
-
-def rating(vital: str, value: float | None) -> str | None:
-    """Google's rating of a value: good <= good threshold < needs-improvement <= poor < poor."""
-    if value is None:
-        return None
-    spec = VITALS[vital]
-    if value <= spec.good:
-        return "good"
-    return "needs-improvement" if value <= spec.poor else "poor"
 
 
 def quantile(values: np.ndarray, q: float) -> float:
@@ -199,7 +189,7 @@ async def vitals_overview(store: Store, now: float) -> dict[str, Any]:
             page["reports"] += count
             if name not in present:
                 present.append(name)
-    shown = [n for n in VITALS if n in VITALS_SHOWN or n in present]
+    shown = [n for n in VITALS if n in CORE or n in present]
     rows = sorted(pages.values(), key=lambda p: (-p["reports"], p["page"]))
     return {
         "metrics": shown,
@@ -245,7 +235,7 @@ def alerts_overview(service: AlertingService | None, now: float) -> dict[str, An
             "rules": service.rule_count, "alerts": rows}
 
 
-async def summary(sources: Sources, now: float) -> dict[str, Any]:
+async def figures(sources: Sources, now: float) -> dict[str, Any]:
     """Everything the page shows, JSON-ready (NaN becomes None)."""
     store = sources.store
     await store.refresh(now)
@@ -282,7 +272,7 @@ async def sample_history(
     """Record the headline numbers and each route's p95 at `now` into the History."""
     now = time.time() if now is None else now
     try:
-        data = await summary(sources, now)
+        data = await figures(sources, now)
     except Exception:  # a bad minute must not stop the job; the page shows a gap
         log.exception("history sample failed")
         return

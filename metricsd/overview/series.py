@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from metricsd.store.series import QUANTILES, RATINGS, STATUS_CLASSES, VITALS, Store
+from metricsd.store.series import QUANTILES, STATUS_CLASSES, Store
+from metricsd.vitals import RATINGS, VITALS
 
 Q_NAMES = [f"p{round(q * 100)}" for q in QUANTILES]
 ROWS_PER_CHUNK = 500  # about 2 ms of Python per chunk on this machine

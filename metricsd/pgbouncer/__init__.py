@@ -34,9 +34,9 @@ async def _consoles(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup(app: web.Application) -> None:
-    """PGBOUNCER_STATE, its collector, one /readyz component per console, the jobs."""
+    """PGBOUNCER_STATE, its families, one /readyz component per console, the jobs."""
     state = app[PGBOUNCER_STATE] = PgBouncerState(app[CONFIG].pgbouncer)
-    app[REGISTRY].register(state)
+    app[REGISTRY].add_source(state)
     for name in state.targets:
         app[READINESS][f"pgbouncer:{name}"] = partial(state.readiness, name)
     app.cleanup_ctx.append(_consoles)

@@ -11,14 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from metricsd.postgres.base import FamilyBuilder, FamilySpec, spec
+from metricsd.export.family import Family
+from metricsd.postgres.base import FamilyBuilder, spec
 
 POOL_LABELS = ("database", "user")
 CLIENT_STATES = ("active", "waiting")
 SERVER_STATES = ("active", "idle", "used", "tested", "login")
 US = 1e-6  # PgBouncer reports times in microseconds
 
-SPECS: tuple[FamilySpec, ...] = (
+SPECS: tuple[Family, ...] = (
     spec("metricsd_pgbouncer_pool_clients", "gauge",
          "Client connections of the pool: active (linked to a server) or waiting for one",
          *POOL_LABELS, "state"),

@@ -12,28 +12,29 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from prometheus_client.metrics_core import Metric
-from prometheus_client.samples import Sample
 
 from metricsd.config import PgBouncerConfig, PgBouncerTargetConfig
+from metricsd.export.family import Family, Reader, RowList, Rows
 from metricsd.pgbouncer import console
 from metricsd.pgbouncer.pools import SPECS, PgBouncerData, fill, parse
-from metricsd.postgres.base import FamilyBuilder, FamilySpec, spec
+from metricsd.postgres.base import FamilyBuilder, spec
 
 log = logging.getLogger(__name__)
 
-HEALTH_SPECS: tuple[FamilySpec, ...] = (
+HEALTH_SPECS: tuple[Family, ...] = (
     spec("metricsd_pgbouncer_up", "gauge", "1 when the latest scrape of the console succeeded"),
     spec("metricsd_pgbouncer_scrape_duration_seconds", "gauge",
          "Wall time of the latest scrape"),
     spec("metricsd_pgbouncer_scrape_errors", "counter", "Failed scrapes by kind", "kind"),
 )
 KINDS = ("connection_error", "timeout", "query_error")
+HEALTH_NAMES = frozenset(s.name for s in HEALTH_SPECS)
+FAMILIES: tuple[Family, ...] = (*HEALTH_SPECS, *SPECS)
 
 
 @dataclass
@@ -61,7 +62,7 @@ def classify(exc: BaseException) -> str:
 
 
 class PgBouncerState:
-    """Every configured console; the read API (`pools`) and a prometheus_client collector."""
+    """Every configured console; the read API (`pools`) and a family source for /metrics."""
 
     def __init__(self, config: PgBouncerConfig,
                  clock: Callable[[], float] = time.time) -> None:
@@ -122,34 +123,39 @@ class PgBouncerState:
         return {"ok": ts.status == "ok", "required": False,
                 "error": ts.message or None, "status": ts.status}
 
-    # --- prometheus_client collector ---
+    # --- family source ---
 
-    def describe(self) -> Iterable[Metric]:
-        return [Metric(s.name, s.doc, s.kind) for s in (*HEALTH_SPECS, *SPECS)]
+    @property
+    def families(self) -> Sequence[Family]:
+        return FAMILIES
 
-    def _health(self, name: str) -> list[Sample]:
-        out = []
+    async def prepare(self, now: float) -> None:
+        """Consoles are read by the scrape jobs, never at read time."""
+
+    def _health(self, name: str) -> RowList:
+        out = RowList()
         for target, ts in self.targets.items():
             labels = {"target": target}
             if name == "metricsd_pgbouncer_up" and ts.status != "pending":
-                out.append(Sample(name, labels, 1.0 if ts.status == "ok" else 0.0))
+                out.add(labels, 1 if ts.status == "ok" else 0)
             elif name == "metricsd_pgbouncer_scrape_duration_seconds" \
                     and ts.duration_s is not None:
-                out.append(Sample(name, labels, ts.duration_s))
+                out.add(labels, ts.duration_s)
             elif name == "metricsd_pgbouncer_scrape_errors":
                 # Every kind from the start, so increase() sees the first failure.
-                out += [Sample(f"{name}_total", {**labels, "kind": kind},
-                               float(ts.errors[kind])) for kind in KINDS]
+                for kind in KINDS:
+                    out.add({**labels, "kind": kind}, ts.errors[kind])
         return out
 
-    def collect(self) -> Iterator[Metric]:
-        for s in HEALTH_SPECS:
-            metric = Metric(s.name, s.doc, s.kind)
-            metric.samples = self._health(s.name)
-            yield metric
-        for s in SPECS:
-            metric = Metric(s.name, s.doc, s.kind)
-            for ts in self.targets.values():
-                if ts.builder is not None:
-                    metric.samples.extend(ts.builder.samples(s.name))
-            yield metric
+    def read(self) -> Reader:
+        """Health as it is now; pools as each console's latest successful scrape left them."""
+        targets = list(self.targets.values())
+
+        def rows(family: Family) -> list[Rows]:
+            if family.name in HEALTH_NAMES:
+                block = self._health(family.name)
+                return [block] if len(block) else []
+            return [ts.builder.blocks[family.name] for ts in targets
+                    if ts.builder is not None and len(ts.builder.blocks[family.name])]
+
+        return rows

@@ -37,7 +37,7 @@ async def _pools(app: web.Application) -> AsyncIterator[None]:
 def setup(app: web.Application) -> None:
     """PG_STATE, its exporter, one /readyz component per target, and the pools."""
     state = app[PG_STATE] = PgState(app[CONFIG].postgres)
-    app[REGISTRY].register(PgExporter(state))
+    app[REGISTRY].add_source(PgExporter(state))
     plans = app[PLANS] = PlansService(state, app[CONFIG].postgres)
     app[REGISTRY].register(plans)
     for name in state.targets:

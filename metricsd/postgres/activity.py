@@ -7,7 +7,14 @@ from typing import Any
 
 import asyncpg
 
-from metricsd.postgres.base import PRIVILEGE_HINT, FamilyBuilder, PgCollector, Snapshot, spec
+from metricsd.postgres.base import (
+    PRIVILEGE_HINT,
+    FamilyBuilder,
+    PgCollector,
+    Snapshot,
+    fetch_one,
+    spec,
+)
 from metricsd.postgres.registry import register
 from metricsd.postgres.targets import ServerInfo
 
@@ -108,7 +115,7 @@ class ActivityCollector(PgCollector):
 
     async def scrape(self, conn: asyncpg.Connection, info: ServerInfo, now: float) -> Snapshot:
         rows = await conn.fetch(BY_STATE_SQL)
-        s = await conn.fetchrow(SUMMARY_SQL)
+        s = await fetch_one(conn, SUMMARY_SQL)
         by_state = fold_applications(
             [(r["datname"], r["application"], r["state"], int(r["n"])) for r in rows])
         note = "" if info.reads_all_stats else (

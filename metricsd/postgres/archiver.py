@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from metricsd.postgres.base import FamilyBuilder, PgCollector, Snapshot, epoch, spec
+from metricsd.postgres.base import FamilyBuilder, PgCollector, Snapshot, epoch, fetch_one, spec
 from metricsd.postgres.registry import register
 from metricsd.postgres.targets import ServerInfo
 
@@ -69,7 +69,7 @@ class ArchiverCollector(PgCollector):
     )
 
     async def scrape(self, conn: asyncpg.Connection, info: ServerInfo, now: float) -> Snapshot:
-        r = await conn.fetchrow(ARCHIVER_SQL)
+        r = await fetch_one(conn, ARCHIVER_SQL)
         pending = None
         if r["enabled"] and r["may_list"]:
             pending = int(await conn.fetchval(PENDING_SQL))

@@ -8,11 +8,11 @@ from typing import Any, ClassVar
 
 import asyncpg
 from prometheus_client.metrics_core import Metric
-from prometheus_client.samples import Sample
+from prometheus_client.samples import Sample as PromSample
 
 from metricsd.config import PostgresConfig
 from metricsd.errors import CollectorError
-from metricsd.export.text import escape_label_value, label_string, number
+from metricsd.export.family import Family, RowList, escape_label_value, label_string, samples
 from metricsd.labels import clean_all
 from metricsd.postgres.targets import ServerInfo
 
@@ -38,20 +38,6 @@ class CollectorStatusError(CollectorError):
 
 
 @dataclass(frozen=True)
-class FamilySpec:
-    """One metric family a collector exports: name without _total, type and help."""
-
-    name: str
-    kind: str
-    doc: str
-    labels: tuple[str, ...]
-
-    @property
-    def sample_name(self) -> str:
-        return f"{self.name}_total" if self.kind == "counter" else self.name
-
-
-@dataclass(frozen=True)
 class Snapshot:
     """What one scrape of one collector on one target saw; never mutated once stored."""
 
@@ -65,23 +51,21 @@ class Snapshot:
 
 
 class FamilyBuilder:
-    """Samples per declared family as (label text, labels, value).
+    """A snapshot's rows per declared family, one RowList each (target label first).
 
     Every label value PostgreSQL gives (catalog names, users, query text) passes
     metricsd.labels.clean here: escaped and bounded, never dropped.
 
     The label text is escaped once per series (and shared by all its families), so the
-    exposition lines cost one f-string per sample; prometheus_client Samples are only
-    built when someone collects (alerts, tests).
+    writer formats one line per sample with an f-string, once per snapshot.
     """
 
-    def __init__(self, specs: Iterable[FamilySpec], target: str) -> None:
-        self.specs = {spec.name: spec for spec in specs}
+    def __init__(self, families: Iterable[Family], target: str) -> None:
+        self.families = {family.name: family for family in families}
         self.target = target
         self._target_text = f'target="{escape_label_value(target)}"'
-        # Values stay as given (ints from PostgreSQL print without a float round trip).
-        self.rows: dict[str, list[tuple[str, dict[str, str], float | int]]] = {
-            name: [] for name in self.specs}
+        self.blocks: dict[str, RowList] = {
+            name: RowList(const={"target": target}) for name in self.families}
 
     def _text(self, labels: dict[str, str]) -> str:
         if not labels:
@@ -92,7 +76,7 @@ class FamilyBuilder:
         """One sample; None means unknown and is left out rather than exported as NaN."""
         if value is not None:
             labels = clean_all(labels)
-            self.rows[name].append((self._text(labels), labels, value))
+            self.blocks[name].add(labels, value, text=self._text(labels))
 
     def add_series(
         self, labels: dict[str, str], values: Iterable[tuple[str, float | None]]
@@ -100,38 +84,22 @@ class FamilyBuilder:
         """Several families' samples of one series (same labels); returns its label text."""
         labels = clean_all(labels)
         text = self._text(labels)
-        rows = self.rows
+        blocks = self.blocks
         for name, value in values:
             if value is not None:
-                rows[name].append((text, labels, value))
+                blocks[name].add(labels, value, text=text)
         return text
 
     def add_text(self, name: str, text: str, labels: dict[str, str], value: float) -> None:
         """A sample whose label text the caller built from `add_series`'s (target first)."""
-        self.rows[name].append((text, clean_all(labels), value))
-
-    def lines(self) -> dict[str, str]:
-        """Family name -> its sample lines in the text exposition formats."""
-        out = {}
-        for name, rows in self.rows.items():
-            if rows:
-                sample = self.specs[name].sample_name
-                out[name] = "".join([
-                    f"{sample}{{{text}}} {value if type(value) is int else number(float(value))}\n"
-                    for text, _, value in rows])
-        return out
-
-    def samples(self, name: str) -> list[Sample]:
-        sample = self.specs[name].sample_name
-        target = self.target
-        return [Sample(sample, {"target": target, **labels}, float(value))
-                for _, labels, value in self.rows[name]]
+        self.blocks[name].add(clean_all(labels), value, text=text)
 
     def metrics(self) -> list[Metric]:
+        """prometheus_client families, for tests that look at one view's output."""
         out = []
-        for name, spec in self.specs.items():
-            metric = Metric(name, spec.doc, spec.kind)
-            metric.samples = self.samples(name)
+        for name, family in self.families.items():
+            metric = Metric(name, family.help, family.type)
+            metric.samples = [PromSample(*s) for s in samples(family, self.blocks[name])]
             out.append(metric)
         return out
 
@@ -145,7 +113,7 @@ class PgCollector:
 
     name: ClassVar[str]
     min_server_version: ClassVar[int] = 130000
-    specs: ClassVar[tuple[FamilySpec, ...]] = ()
+    specs: ClassVar[tuple[Family, ...]] = ()  # every family it exports, made with `spec`
 
     def __init__(self, target: str, config: PostgresConfig) -> None:
         self.target = target
@@ -171,9 +139,17 @@ class PgCollector:
         return Snapshot(self.target, self.name, now, data, missing_privilege)
 
 
-def spec(name: str, kind: str, doc: str, *labels: str) -> FamilySpec:
+def spec(name: str, kind: str, doc: str, *labels: str) -> Family:
     """A family of a target: every PostgreSQL series carries the `target` label first."""
-    return FamilySpec(name, kind, doc, ("target", *labels))
+    return Family(name, kind, doc, ("target", *labels))
+
+
+async def fetch_one(conn: asyncpg.Connection, sql: str, *args: Any) -> asyncpg.Record:
+    """The row of a one-row statistics query; no row at all is a query error."""
+    row = await conn.fetchrow(sql, *args)
+    if row is None:
+        raise CollectorStatusError("query_error", "the statistics query returned no row")
+    return row
 
 
 def epoch(value: Any) -> float | None:

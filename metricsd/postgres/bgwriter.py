@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from metricsd.postgres.base import FamilyBuilder, PgCollector, Snapshot, epoch, spec
+from metricsd.postgres.base import FamilyBuilder, PgCollector, Snapshot, epoch, fetch_one, spec
 from metricsd.postgres.registry import register
 from metricsd.postgres.targets import ServerInfo
 
@@ -59,7 +59,7 @@ class BgwriterCollector(PgCollector):
     )
 
     async def scrape(self, conn: asyncpg.Connection, info: ServerInfo, now: float) -> Snapshot:
-        r = await conn.fetchrow(bgwriter_sql(info.version_num))
+        r = await fetch_one(conn, bgwriter_sql(info.version_num))
         bs = info.block_size
         return self.snapshot(now, BgwriterData(
             clean_bytes=int(r["buffers_clean"]) * bs,

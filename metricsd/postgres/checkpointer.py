@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from metricsd.postgres.base import FamilyBuilder, PgCollector, Snapshot, epoch, spec
+from metricsd.postgres.base import FamilyBuilder, PgCollector, Snapshot, epoch, fetch_one, spec
 from metricsd.postgres.registry import register
 from metricsd.postgres.targets import ServerInfo
 
@@ -77,7 +77,7 @@ class CheckpointerCollector(PgCollector):
     )
 
     async def scrape(self, conn: asyncpg.Connection, info: ServerInfo, now: float) -> Snapshot:
-        r = await conn.fetchrow(checkpointer_sql(info.version_num))
+        r = await fetch_one(conn, checkpointer_sql(info.version_num))
         opt = [None if r[k] is None else int(r[k])
                for k in ("done", "restartpoints_timed", "restartpoints_req",
                          "restartpoints_done")]

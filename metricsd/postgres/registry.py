@@ -1,21 +1,17 @@
-"""PostgreSQL views: one module per statistics view, found through COLLECTORS."""
+"""The registry of PostgreSQL views: `@register` adds a view class to COLLECTORS.
+
+The view modules themselves are imported by postgres/views.py (one line per view), so
+this module imports none of them and no import cycle runs through it.
+"""
 
 from __future__ import annotations
 
-import importlib
 from typing import TypeVar
 
 from metricsd.config import PostgresConfig
 from metricsd.postgres.base import PgCollector
 
 C = TypeVar("C", bound=type[PgCollector])
-
-# Collector modules, in /metrics order: the first six, then issue 13's server-wide views.
-MODULES = (
-    "statements", "indexes", "tables", "activity", "database", "replication",
-    "transactions", "blocking", "wraparound", "database_size", "checkpointer", "bgwriter",
-    "wal", "archiver", "io",
-)
 
 # name -> collector class, in registration order (which is the /metrics order).
 COLLECTORS: dict[str, type[PgCollector]] = {}
@@ -30,11 +26,3 @@ def register(cls: C) -> C:
         raise RuntimeError(f"collector {name!r} has no default on/off in PostgresConfig")
     COLLECTORS[name] = cls
     return cls
-
-
-def load_all() -> dict[str, type[PgCollector]]:
-    """Import every collector module so each registers itself."""
-    for module in MODULES:
-        importlib.import_module(f"metricsd.postgres.{module}")
-
-    return COLLECTORS

@@ -16,7 +16,14 @@ from typing import Any
 import asyncpg
 
 from metricsd.config import PostgresConfig
-from metricsd.postgres.base import PRIVILEGE_HINT, FamilyBuilder, PgCollector, Snapshot, spec
+from metricsd.postgres.base import (
+    PRIVILEGE_HINT,
+    FamilyBuilder,
+    PgCollector,
+    Snapshot,
+    fetch_one,
+    spec,
+)
 from metricsd.postgres.registry import register
 from metricsd.postgres.targets import ServerInfo
 
@@ -160,7 +167,7 @@ class ReplicationCollector(PgCollector):
             (Slot(r["slot"], r["slot_type"], bool(r["active"]), float(r["retained_bytes"]))
              for r in await conn.fetch(SLOTS_SQL)), key=lambda s: s.name))
         if in_recovery:
-            row = await conn.fetchrow(STANDBY_SQL)
+            row = await fetch_one(conn, STANDBY_SQL)
             data = ReplicationData(
                 True, (), float(row["delay_seconds"]), float(row["replay_lag_bytes"]), slots,
                 float(row["last_replay_age_seconds"]), row["receiver_status"],

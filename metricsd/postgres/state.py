@@ -2,7 +2,7 @@
 
 `scrape()` is the body of each APScheduler job and never raises (except cancellation):
 failures become a status, a counter and one log line per kind. Each stored snapshot is
-rendered once, here, into samples and exposition lines, so `/metrics` only concatenates.
+turned into rows once, here, and formatted once by the writer, so `/metrics` concatenates.
 Names and query text leave through metricsd.labels (escaped, never dropped).
 Everything runs on the event loop thread, so nothing here needs a lock except the
 per-collector one that keeps a direct call (tests) from overlapping a scheduled run.
@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-from prometheus_client.samples import Sample
 
 from metricsd.config import PostgresConfig
 from metricsd.labels import clean_row
@@ -33,12 +32,12 @@ from metricsd.postgres.base import (
 )
 from metricsd.postgres.database import DatabaseData
 from metricsd.postgres.indexes import IndexesData
-from metricsd.postgres.registry import load_all
 from metricsd.postgres.replication import ReplicationData
 from metricsd.postgres.statements import StatementsData
 from metricsd.postgres.tables import TablesData
 from metricsd.postgres.targets import PgTarget, TargetDown
 from metricsd.postgres.transactions import oldest
+from metricsd.postgres.views import load_all
 
 log = logging.getLogger(__name__)
 
@@ -77,24 +76,15 @@ class CollectorHealth:
 
 @dataclass(frozen=True)
 class Rendered:
-    """A stored snapshot with its exposition lines, computed once when it is stored."""
+    """A stored snapshot with its rows per family, built once when it is stored."""
 
     snapshot: Snapshot
     builder: FamilyBuilder
-    lines: dict[str, str]
-    _samples: dict[str, list[Sample]] = field(default_factory=dict)
-
-    def samples(self, name: str) -> list[Sample]:
-        """prometheus_client Samples of one family, built on first use."""
-        if name not in self._samples:
-            self._samples[name] = self.builder.samples(name)
-        return self._samples[name]
 
 
 def render(collector: PgCollector, snapshot: Snapshot) -> Rendered:
-    """Build a snapshot's samples and text once, so /metrics only concatenates."""
-    builder = collector.build(snapshot)
-    return Rendered(snapshot, builder, builder.lines())
+    """Build a snapshot's rows once; the writer formats each block once, on first scrape."""
+    return Rendered(snapshot, collector.build(snapshot))
 
 
 def classify(exc: BaseException) -> tuple[str, str]:

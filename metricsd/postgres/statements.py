@@ -24,6 +24,7 @@ from metricsd.postgres.base import (
     FamilyBuilder,
     PgCollector,
     Snapshot,
+    fetch_one,
     spec,
 )
 from metricsd.postgres.registry import register
@@ -312,7 +313,7 @@ class StatementsCollector(PgCollector):
         self._evicted_in_interval = 0
 
     async def scrape(self, conn: asyncpg.Connection, info: ServerInfo, now: float) -> Snapshot:
-        ext = await conn.fetchrow(EXTENSION_SQL)
+        ext = await fetch_one(conn, EXTENSION_SQL)
         if ext["version"] is None:
             raise CollectorStatusError(
                 "missing_extension",
@@ -332,7 +333,7 @@ class StatementsCollector(PgCollector):
         except asyncpg.ObjectNotInPrerequisiteStateError as exc:
             raise CollectorStatusError("missing_extension", str(exc)) from exc
         has_info = _version_tuple(version) >= (1, 9)
-        info_row = await conn.fetchrow(INFO_SQL.format(schema=schema)) if has_info else None
+        info_row = await fetch_one(conn, INFO_SQL.format(schema=schema)) if has_info else None
         # queryid is NULL on entries of other roles when this role lacks pg_read_all_stats.
         end = 4 + N_COLUMNS
         current: dict[Key, tuple[Any, ...]] = {

@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 
@@ -36,7 +36,7 @@ def mark(query: str) -> str:
     return text if text.endswith(OWN_MARKER) else f"{text}\n{OWN_MARKER}"
 
 
-class MarkedConnection(asyncpg.Connection):  # type: ignore[misc]
+class MarkedConnection(asyncpg.Connection):
     """asyncpg connection whose statements all start with OWN_MARKER."""
 
     async def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:
@@ -119,7 +119,7 @@ class PgTarget:
     async def _connect(self, *args: Any, **kwargs: Any) -> asyncpg.Connection:
         """asyncpg.connect, timed: the latency is metricsd_pg_connect_seconds."""
         started = time.perf_counter()
-        conn = await asyncpg.connect(*args, **kwargs)
+        conn: asyncpg.Connection = await asyncpg.connect(*args, **kwargs)
         self.connect_seconds = time.perf_counter() - started
         return conn
 
@@ -164,7 +164,9 @@ class PgTarget:
         try:
             # No acquire timeout: waiting for a free connection is bounded by the scrape's
             # own timeout, and opening one by `connect_timeout` (a pool connect argument).
-            async with self.pool.acquire() as conn:
+            async with self.pool.acquire() as proxy:
+                # The pool's proxy forwards every Connection method the views call.
+                conn = cast(asyncpg.Connection, proxy)
                 acquired = True
                 if self.info is None:
                     self.info = await self._server_info(conn)
@@ -188,6 +190,8 @@ class PgTarget:
             " pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS reads_all_stats,"
             " pg_is_in_recovery() AS in_recovery"
         )
+        if row is None:  # a SELECT without FROM always returns its row
+            raise asyncpg.InterfaceError("server information query returned no row")
         info = ServerInfo(
             version_num=int(row["version_num"]),
             block_size=int(row["block_size"]),

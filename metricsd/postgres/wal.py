@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from metricsd.postgres.base import FamilyBuilder, PgCollector, Snapshot, epoch, spec
+from metricsd.postgres.base import FamilyBuilder, PgCollector, Snapshot, epoch, fetch_one, spec
 from metricsd.postgres.registry import register
 from metricsd.postgres.targets import ServerInfo
 
@@ -85,7 +85,7 @@ class WalCollector(PgCollector):
         position = None if position is None else int(position)
         if info.version_num < 140000:
             return self.snapshot(now, WalData(position))
-        r = await conn.fetchrow(stat_wal_sql(info.version_num))
+        r = await fetch_one(conn, stat_wal_sql(info.version_num))
         timing = info.version_num < 180000 and await conn.fetchval(
             "SELECT current_setting('track_wal_io_timing')::bool")
         return self.snapshot(now, WalData(

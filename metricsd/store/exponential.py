@@ -26,8 +26,8 @@ import numpy.typing as npt
 
 SCHEMA = 3
 ZERO_THRESHOLD = 2.0**-16  # values in [0, this] are counted in the zero bucket
-MIN_KEY = -16 * 2**SCHEMA + 1  # the first bucket above the zero bucket: (2^-16, 2^(-127/8)]
-MAX_KEY = 12 * 2**SCHEMA  # (2^(95/8), 2^12 = 4096]; anything larger is counted here
+MIN_KEY: int = -16 * 2**SCHEMA + 1  # the first bucket above the zero bucket: (2^-16, 2^(-127/8)]
+MAX_KEY: int = 12 * 2**SCHEMA  # (2^(95/8), 2^12 = 4096]; anything larger is counted here
 WIDTH = MAX_KEY - MIN_KEY + 1  # columns per series in the store
 BUCKET_LIMIT = 160  # populated buckets per exported series before the schema is lowered
 MIN_SCHEMA = -4  # Prometheus's lowest schema (bounds growing 65536x)
@@ -48,13 +48,13 @@ def keys(values: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
     return np.clip(key, MIN_KEY, MAX_KEY)
 
 
-_BOUND_LIST = _BOUNDS.tolist()
+_BOUND_LIST: list[float] = _BOUNDS.tolist()
 
 
 def key(value: float) -> int:
     """keys() for one value (the scalar ingest path: bisect, no numpy call per sample)."""
     mantissa, exponent = math.frexp(value)
-    found = bisect_left(_BOUND_LIST, mantissa) + (exponent - 1) * 2**SCHEMA
+    found: int = bisect_left(_BOUND_LIST, mantissa) + (exponent - 1) * 2**SCHEMA
     return MIN_KEY if found < MIN_KEY else MAX_KEY if found > MAX_KEY else found
 
 

@@ -8,7 +8,7 @@ once. Writes are O(1) and lock-free: everything runs on the one event loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -41,16 +41,9 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 
 STATUS_CLASSES: tuple[str, ...] = ("1xx", "2xx", "3xx", "4xx", "5xx")
-RATINGS: tuple[str, ...] = ("good", "needs-improvement", "poor")
-NAVIGATION_TYPES: tuple[str, ...] = (
-    "navigate", "reload", "back-forward", "back-forward-cache", "prerender", "restore",
-    "soft-navigation", "other",
-)  # fmt: skip
-
-
 # One observation: (family, key, value, stamp, tag, extra, ...). A plain tuple, because
 # building a NamedTuple per beacon item costs more than validating it.
-Sample = tuple[Any, ...]
+Observation = tuple[Any, ...]
 
 
 class SampleTap(Protocol):
@@ -63,47 +56,6 @@ class SampleTap(Protocol):
     def one(self, family: str, slot: int, value: float, stamp: float, tag: int) -> None: ...
 
     def many(self, family: str, slots: Any, values: Any, stamps: Any, tags: Any) -> None: ...
-
-
-@dataclass(frozen=True)
-class VitalSpec:
-    """One Web Vital: its exported unit and Google's good / poor thresholds (base units)."""
-
-    name: str  # web-vitals name, e.g. "LCP"
-    unit: str  # "seconds" or "" (CLS)
-    good: float
-    poor: float
-    buckets: tuple[float, ...]
-    help: str
-
-
-def _vital_buckets(good: float, poor: float, extra: Sequence[float]) -> tuple[float, ...]:
-    return tuple(sorted({good, poor, *extra}))
-
-
-VITALS: dict[str, VitalSpec] = {
-    spec.name: spec
-    for spec in (
-        VitalSpec("LCP", "seconds", 2.5, 4.0, _vital_buckets(2.5, 4.0, (
-            0.5, 1.0, 1.5, 2.0, 3.0, 3.5, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0, 30.0)),
-            "Largest Contentful Paint"),
-        VitalSpec("INP", "seconds", 0.2, 0.5, _vital_buckets(0.2, 0.5, (
-            0.025, 0.05, 0.1, 0.15, 0.25, 0.3, 0.4, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)),
-            "Interaction to Next Paint"),
-        VitalSpec("CLS", "", 0.1, 0.25, _vital_buckets(0.1, 0.25, (
-            0.01, 0.025, 0.05, 0.075, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.0)),
-            "Cumulative Layout Shift (unitless)"),
-        VitalSpec("FCP", "seconds", 1.8, 3.0, _vital_buckets(1.8, 3.0, (
-            0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 4.0, 5.0, 7.5, 10.0, 20.0)),
-            "First Contentful Paint"),
-        VitalSpec("TTFB", "seconds", 0.8, 1.8, _vital_buckets(0.8, 1.8, (
-            0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 1.0, 1.2, 1.5, 2.5, 3.0, 5.0, 10.0)),
-            "Time to First Byte"),
-        VitalSpec("FID", "seconds", 0.1, 0.3, _vital_buckets(0.1, 0.3, (
-            0.01, 0.025, 0.05, 0.075, 0.15, 0.2, 0.25, 0.5, 0.75, 1.0, 2.0)),
-            "First Input Delay (deprecated, from old web-vitals clients)"),
-    )
-}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -244,16 +196,19 @@ def warm_up(window_samples: int) -> None:
     if _warm:
         return
     _warm = True
+    # A family shaped like the API timings one (the store itself knows no beacon kind).
+    spec = FamilySpec("warm_up", ("service", "route", "method"), LATENCY_BUCKETS,
+                      STATUS_CLASSES)
     store = Store(max_series=2, window_samples=max(16, window_samples), window_seconds=300,
-                  idle_timeout=60)
-    family = store.families["api"]
-    store.observe("api", ("w", "/", "GET"), 0.1, 1.0, 1)
-    store.observe_columns("api", [("w", "/", "GET")] * 8, [0.1] * 8, [1.0] * 8, [1] * 8,
+                  idle_timeout=60, families=[spec])
+    family = store.families[spec.name]
+    store.observe(spec.name, ("w", "/", "GET"), 0.1, 1.0, 1)
+    store.observe_columns(spec.name, [("w", "/", "GET")] * 8, [0.1] * 8, [1.0] * 8, [1] * 8,
                           [0] * 8)
-    store.observe_series("api", [("w", "/", "GET")], [2], np.ones(2), np.ones(2),
+    store.observe_series(spec.name, [("w", "/", "GET")], [2], np.ones(2), np.ones(2),
                          np.full(2, 200))
     store.window_stats(family, 2.0)  # first read: rebuild
-    store.observe("api", ("w", "/", "GET"), 0.2, 1.0, 1)
+    store.observe(spec.name, ("w", "/", "GET"), 0.2, 1.0, 1)
     store.window_stats(family, 4.0)  # then a merge
     _, slots = family.slots_array()
     block_stats(store.pool.copy_rows(slots), 0.0, store.pool.qs, len(family.spec.tags))
@@ -269,6 +224,7 @@ class Store:
         window_samples: int,
         window_seconds: float,
         idle_timeout: float,
+        families: Iterable[FamilySpec] = (),
         started_at: float = 0.0,
         budgets: dict[str, int] | None = None,
     ) -> None:
@@ -288,11 +244,8 @@ class Store:
         # Series per budget (beacon kind), so one kind cannot take another's slots.
         self.budgets: dict[str, int] = dict(budgets or {})
         self.in_budget: dict[str, int] = dict.fromkeys(self.budgets, 0)
-        self._add(FamilySpec("api", ("service", "route", "method"), LATENCY_BUCKETS,
-                             STATUS_CLASSES, budget="timings"))
-        for spec in VITALS.values():
-            self._add(FamilySpec(spec.name, ("page",), spec.buckets, RATINGS, NAVIGATION_TYPES,
-                                 budget="vitals"))
+        for spec in families:
+            self.add_family(spec)
 
     @property
     def tap(self) -> SampleTap | None:
@@ -305,7 +258,10 @@ class Store:
         for family in self.families.values():
             family.tap = tap
 
-    def _add(self, spec: FamilySpec) -> None:
+    def add_family(self, spec: FamilySpec) -> None:
+        """A family the beacon kinds write (ingest declares them; the store knows none)."""
+        if spec.name in self.families:
+            raise ValueError(f"store family {spec.name!r} added twice")
         self.families[spec.name] = SeriesFamily(spec, self.pool, tap=self._tap)
         self.dropped[spec.name] = 0
         self.expired[spec.name] = 0
@@ -357,8 +313,8 @@ class Store:
             return None
         return slot, family.record(slot, value, stamp, tag, extra)
 
-    def observe_many(self, samples: Sequence[Sample]) -> list[bool]:
-        """Record a batch; True per sample stored, False where `max_series` refused it.
+    def observe_many(self, samples: Sequence[Observation]) -> list[bool]:
+        """Record a batch of one family; True per sample stored, False where refused.
 
         Small batches take the scalar path (numpy's per-call overhead would dominate);
         large ones cost a fixed number of numpy operations per family.
@@ -366,14 +322,9 @@ class Store:
         if len(samples) < VECTOR_BATCH:
             return [self.observe(*s[:6]) is not None for s in samples]
         names, keys, values, stamps, tags, extras = list(zip(*samples, strict=True))[:6]
-        if len(set(names)) == 1:
-            return self.observe_columns(names[0], keys, values, stamps, tags, extras)
-        stored = [False] * len(samples)  # mixed families: split, keeping each position
-        for name in set(names):
-            idx = [i for i, n in enumerate(names) if n == name]
-            for i, ok in zip(idx, self.observe_many([samples[i] for i in idx]), strict=True):
-                stored[i] = ok
-        return stored
+        if len(set(names)) != 1:  # a beacon kind feeds one family per batch
+            raise ValueError("observe_many takes samples of one family")
+        return self.observe_columns(names[0], keys, values, stamps, tags, extras)
 
     def observe_columns(
         self,
@@ -400,9 +351,10 @@ class Store:
                 stored = [slot is not None for slot in slots]
                 keep = [i for i, ok in enumerate(stored) if ok]
                 slots = [slots[i] for i in keep]
-                values, stamps, tags, extras = (
-                    [col[i] for i in keep] for col in (values, stamps, tags, extras)
-                )
+                values = [values[i] for i in keep]
+                stamps = [stamps[i] for i in keep]
+                tags = [tags[i] for i in keep]
+                extras = [extras[i] for i in keep]
                 if not slots:
                     return stored
         slot_array = np.array(slots, dtype=np.int64)

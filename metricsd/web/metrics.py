@@ -10,12 +10,8 @@ from aiohttp import web
 
 from metricsd.core import REGISTRY
 from metricsd.export import protobuf
-from metricsd.export.text import (
-    OPENMETRICS_CONTENT_TYPE,
-    TEXT_CONTENT_TYPE,
-    render_pieces,
-    wants_openmetrics,
-)
+from metricsd.export.registry import render
+from metricsd.export.text import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, wants_openmetrics
 from metricsd.ingest import STORE
 
 # The body goes out in pieces of about this size, with a yield to the event loop between
@@ -24,19 +20,20 @@ WRITE_CHUNK = 256 * 1024
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
-    """Refresh stale window stats off the loop, render, and stream the text out."""
+    """Prepare every source, render under the store's read lock, stream the text out."""
     store = request.app[STORE]
-    await store.refresh(time.time())
+    registry = request.app[REGISTRY]
+    await registry.prepare(time.time())  # sources catch up (the store sorts off the loop)
     accept = request.headers.get("Accept", "")
     if protobuf.wants_protobuf(accept):
         async with store.reading:
-            families = await protobuf.collect(request.app[REGISTRY])
+            families = await protobuf.collect(registry)
         # Encoding is pure Python over immutable families: off the loop, beacons keep flowing.
         body = await asyncio.to_thread(protobuf.encode, families)
         return web.Response(body=body, headers={"Content-Type": protobuf.PROTOBUF_CONTENT_TYPE})
     openmetrics = wants_openmetrics(accept)
     async with store.reading:
-        pieces = await render_pieces(request.app[REGISTRY], openmetrics)
+        pieces = await render(registry, openmetrics)
     response = web.StreamResponse(headers={
         "Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE})
     await response.prepare(request)

@@ -32,7 +32,7 @@ from metricsd.overview.model import (
     SPARK_POINTS,
     route_series,
 )
-from metricsd.store.series import VITALS
+from metricsd.vitals import VITALS
 
 log = logging.getLogger(__name__)
 

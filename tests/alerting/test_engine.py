@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from metricsd.alerting.rules.engine import AlertEngine, fingerprint
 from metricsd.alerting.rules.load import parse_rule_text
 
@@ -23,10 +25,23 @@ groups:
 """
 
 
-def test_empty_label_set_has_alertmanagers_fingerprint():
-    # FNV-1a 64 offset basis: what Alertmanager reports for an empty label set.
-    assert fingerprint({}) == "cbf29ce484222325"
-    assert fingerprint({"a": "b"}) != fingerprint({"a": "c"}) != fingerprint({"b": "b"})
+# prometheus/common model/signature_test.go: the label-set fingerprints Alertmanager uses
+# (TestMetricToFingerprint and the BenchmarkMetricToFingerprint* expectations).
+SIGNATURE_VECTORS = [
+    ({}, 14695981039346656037),
+    ({"name": "garland, briggs", "fear": "love is not enough"}, 5799056148416392346),
+    ({"first-label": "first-label-value"}, 5146282821936882169),
+    ({"first-label": "first-label-value", "second-label": "second-label-value"},
+     3195800080984914717),
+    ({"first-label": "first-label-value", "second-label": "second-label-value",
+      "third-label": "third-label-value"}, 13843036195897128121),
+]
+
+
+@pytest.mark.parametrize(("labels", "expected"), SIGNATURE_VECTORS)
+def test_fingerprint_matches_prometheus_common(labels, expected):
+    assert fingerprint(labels) == f"{expected:016x}"
+    assert fingerprint(dict(reversed(labels.items()))) == f"{expected:016x}"  # order-free
 
 
 def test_group_interval_is_honoured():

@@ -14,7 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from metricsd.app import create_app
 from metricsd.core import REGISTRY
-from metricsd.export.text import label_string, number
+from metricsd.export.beacons import StoreSource
+from metricsd.export.family import label_string
+from metricsd.export.text import format_number
 from tests.fixtures.binaries import require_binary
 
 DIST = {
@@ -131,7 +133,7 @@ async def test_histogram_is_cumulative_and_counts_match(populated):
 
 
 def test_number_and_label_formatting():
-    assert [number(v) for v in (1.0, 0.25, math.inf, -math.inf, math.nan, 1e20)] == [
+    assert [format_number(v) for v in (1.0, 0.25, math.inf, -math.inf, math.nan, 1e20)] == [
         "1", "0.25", "+Inf", "-Inf", "NaN", "1e+20"]
     assert label_string({"a": 'x"y\\z\nw'}) == 'a="x\\"y\\\\z\\nw"'
 
@@ -145,8 +147,8 @@ async def test_cached_text_follows_every_change(aiohttp_client, make_config):
     clock = [time.time()]
     app = create_app(make_config({"ingest": {"max_series": 3, "window": {"seconds": 60}}}))
     store = app[STORE]
-    collector = next(c for c in app[REGISTRY]._collector_to_names if hasattr(c, "write"))
-    collector.clock = lambda: clock[0]
+    source = next(s for s in app[REGISTRY].sources() if isinstance(s, StoreSource))
+    source.clock = lambda: clock[0]
     client = await aiohttp_client(app)
 
     def timing(route, ms):

@@ -8,11 +8,12 @@ import struct
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import Counter, Gauge
 
 from metricsd.app import create_app
 from metricsd.export import protobuf as pb
 from metricsd.export.protobuf import PROTOBUF_CONTENT_TYPE, wants_protobuf
+from metricsd.export.registry import Registry
 
 Message = dict[int, list[Any]]
 
@@ -99,7 +100,7 @@ def test_wants_protobuf(accept, expected):
 
 
 async def test_counters_and_gauges_keep_their_sample_names():
-    registry = CollectorRegistry()
+    registry = Registry()  # the registry /metrics uses: members listed in order
     Counter("demo_requests", "Requests.", ["code"], registry=registry).labels("200").inc(3)
     Gauge("demo_temperature", "Degrees.", registry=registry).set(-1.5)
     found = families(await pb.render(registry))
@@ -168,7 +169,7 @@ async def test_text_and_openmetrics_are_unchanged(aiohttp_client, make_config):
 
 async def test_the_snapshot_is_not_changed_by_later_beacons(make_config):
     from metricsd.core import REGISTRY
-    from metricsd.export.prometheus import StoreCollector
+    from metricsd.export.beacons import StoreSource
     from metricsd.ingest import STORE
 
     app = create_app(make_config())
@@ -177,9 +178,8 @@ async def test_the_snapshot_is_not_changed_by_later_beacons(make_config):
     for v in (0.1, 0.2, 0.3):
         store.observe("api", key, v, 100.0, 1)
     await store.refresh(101.0)
-    [collector] = [c for c in app[REGISTRY]._collector_to_names
-                   if isinstance(c, StoreCollector)]
-    build = collector.native_snapshot()
+    [source] = [s for s in app[REGISTRY].sources() if isinstance(s, StoreSource)]
+    build = source.native_snapshot()
     for v in (5.0, 6.0):  # written after the snapshot, before it is built
         store.observe("api", key, v, 102.0, 1)
     histogram = next(m for m in build() if m.name == "metricsd_api_request_duration_seconds")
@@ -193,10 +193,9 @@ async def test_the_snapshot_is_not_changed_by_later_beacons(make_config):
 
 async def test_every_store_histogram_gets_native_buckets(make_config):
     from metricsd.core import REGISTRY
-    from metricsd.export.native import HISTOGRAM_FAMILIES
-    from metricsd.export.prometheus import StoreCollector
+    from metricsd.export.beacons import StoreSource
     from metricsd.ingest import STORE
-    from metricsd.store.series import VITALS
+    from metricsd.vitals import VITALS
 
     app = create_app(make_config())
     store = app[STORE]
@@ -204,11 +203,13 @@ async def test_every_store_histogram_gets_native_buckets(make_config):
     for spec in VITALS.values():
         store.observe(spec.name, ("/",), 0.5, 100.0, 0)
     await store.refresh(101.0)
-    [collector] = [c for c in app[REGISTRY]._collector_to_names
-                   if isinstance(c, StoreCollector)]
-    histograms = {name for name, kind in collector.names().items() if kind == "histogram"}
-    assert histograms == set(HISTOGRAM_FAMILIES)
-    for metric in collector.native_snapshot()():
+    [source] = [s for s in app[REGISTRY].sources() if isinstance(s, StoreSource)]
+    histograms = {f.name for f in source.families if f.type == "histogram"}
+    assert histograms == set(source.histograms()) == {
+        "metricsd_api_request_duration_seconds",
+        *(f"metricsd_web_vitals_{spec.name.lower()}" + ("_seconds" if spec.unit else "")
+          for spec in VITALS.values())}
+    for metric in source.native_snapshot()():
         if metric.type == "histogram":
             natives = [s.native_histogram for s in metric.samples if s.native_histogram]
             assert len(natives) == 1, metric.name

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from metricsd.config import load_config
+from metricsd.ingest import store_families
 from metricsd.ingest.base import Context
 from metricsd.ingest.selfmetrics import SelfMetrics
 from metricsd.ingest.timings import TimingsBeacon
@@ -24,7 +25,7 @@ BAD_ELEMENTS = [  # (field, value) that make one row item invalid
 def make(max_series: int = 100) -> tuple[TimingsBeacon, Store, SelfMetrics]:
     config = load_config(None, env={}).ingest
     store = Store(max_series=max_series, window_samples=64, window_seconds=300,
-                  idle_timeout=3600)
+                  idle_timeout=3600, families=store_families())
     counters = SelfMetrics()
     return TimingsBeacon(config, store, counters), store, counters
 

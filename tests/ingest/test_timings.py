@@ -8,6 +8,7 @@ import numpy as np
 import orjson
 
 from metricsd.config import load_config
+from metricsd.ingest import store_families
 from metricsd.ingest.base import Context
 from metricsd.ingest.selfmetrics import SelfMetrics
 from metricsd.ingest.timings import TimingsBeacon
@@ -17,7 +18,7 @@ from metricsd.store.series import Store
 def make(max_series=100):
     config = load_config(None, env={}).ingest
     store = Store(max_series=max_series, window_samples=64, window_seconds=300,
-                  idle_timeout=3600)
+                  idle_timeout=3600, families=store_families())
     return TimingsBeacon(config, store, SelfMetrics()), store
 
 

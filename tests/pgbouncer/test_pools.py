@@ -7,9 +7,9 @@ import time
 
 import asyncpg
 import pytest
-from prometheus_client import CollectorRegistry
 
 from metricsd.config import PgBouncerConfig
+from metricsd.export.registry import Registry
 from metricsd.pgbouncer.state import PgBouncerState
 from tests.postgres.views import dbname
 
@@ -46,8 +46,8 @@ async def test_load_over_pool_size_shows_waiting_clients(pg_database, make_bounc
     bouncer = make_bouncer({"app": dbname(pg_database)}, pool_size=POOL_SIZE,
                            max_client_conn=20)
     state = make_state(edge=bouncer.console)
-    registry = CollectorRegistry()
-    registry.register(state)
+    registry = Registry()
+    registry.add_source(state)
     get = registry.get_sample_value
     pool = {"target": "edge", "database": "app", "user": "postgres"}
     assert await state.scrape("edge") == "ok", state.targets["edge"].message
@@ -110,8 +110,8 @@ async def test_console_down_is_a_status_and_drops_series(make_state, caplog):
     from tests.fixtures.pgcluster import free_port
 
     state = make_state(gone=f"postgresql://x@127.0.0.1:{free_port()}/pgbouncer")
-    registry = CollectorRegistry()
-    registry.register(state)
+    registry = Registry()
+    registry.add_source(state)
     for _ in range(3):
         assert await state.scrape("gone") == "connection_error"
     assert registry.get_sample_value("metricsd_pgbouncer_up", {"target": "gone"}) == 0

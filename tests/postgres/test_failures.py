@@ -8,10 +8,10 @@ import time
 from collections.abc import Awaitable, Callable
 
 import pytest
-from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from metricsd.app import create_app
+from metricsd.export.registry import Registry
 from metricsd.postgres import PG_STATE
 from metricsd.postgres.exporter import PgExporter
 from tests.fixtures.pg import run_sql
@@ -129,8 +129,8 @@ async def _all_ran(state, target: str) -> bool:
 async def test_missing_extension_is_a_status(make_database, make_pg_state, caplog):
     dsn = make_database(extension=False)
     state = await make_pg_state(dsn)
-    registry = CollectorRegistry()
-    registry.register(PgExporter(state))
+    registry = Registry()
+    registry.add_source(PgExporter(state))
     caplog.set_level(logging.WARNING, logger="metricsd.postgres.state")
     for _ in range(3):
         statuses = await state.scrape_all()

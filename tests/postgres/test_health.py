@@ -12,9 +12,9 @@ import time
 
 import asyncpg
 import pytest
-from prometheus_client import CollectorRegistry
 
 from metricsd.app import create_app
+from metricsd.export.registry import Registry
 from metricsd.postgres.base import Snapshot
 from metricsd.postgres.exporter import PgExporter
 from tests.postgres.test_failures import samples, wait_for
@@ -80,8 +80,8 @@ async def test_ten_second_access_exclusive_lock_leaves_up_at_1(
 async def test_lock_and_statement_timeouts_are_a_collectors_own_status(
         pg_database, make_pg_state):
     state = await make_pg_state(pg_database, lock_timeout="200ms", statement_timeout="300ms")
-    registry = CollectorRegistry()
-    registry.register(PgExporter(state))
+    registry = Registry()
+    registry.add_source(PgExporter(state))
     get = registry.get_sample_value
     labels = {"target": "main", "collector": "tables"}
     # Present from the start at 0, so increase() sees the first error.

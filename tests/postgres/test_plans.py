@@ -254,3 +254,52 @@ async def test_generic_plans_on_every_method_without_hypopg(orders_db_plain, mak
         assert "orders_customer" in {n["index"] for n in tracked.current.as_dict()["nodes"]}
     finally:
         await conn.close()
+
+
+HELPER_SQL = """
+CREATE FUNCTION metricsd_generic_plan(statement text) RETURNS json
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+DECLARE plan json;
+BEGIN
+  IF statement !~* '^\\s*(select|insert|update|delete|with)\\s' THEN
+    RAISE EXCEPTION 'only SELECT/INSERT/UPDATE/DELETE can be explained';
+  END IF;
+  EXECUTE 'EXPLAIN (GENERIC_PLAN, FORMAT JSON) ' || statement INTO plan;
+  RETURN plan;
+END $$
+"""
+
+
+@pytest.mark.pg_versions("18")
+async def test_security_definer_helper_plans_tables_the_role_cannot_read(
+        orders_db_plain, make_pg_state):
+    """The documented helper (docs/plans.md) lets a pg_monitor-only role get plans."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    role = f"planner_{uuid.uuid4().hex[:6]}"
+    run_sql(orders_db_plain, f"CREATE ROLE {role} LOGIN", f"GRANT pg_monitor TO {role}")
+    parts = urlsplit(orders_db_plain)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    limited = urlunsplit((parts.scheme, f"{role}@{host}", parts.path, parts.query, ""))
+    marker = f"m{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(orders_db_plain)
+    try:
+        for with_helper in (False, True):
+            if with_helper:
+                run_sql(orders_db_plain, HELPER_SQL,
+                        f"GRANT EXECUTE ON FUNCTION metricsd_generic_plan(text) TO {role}")
+            clock = FakeClock()
+            state, service = await _state(make_pg_state, limited, clock)
+            assert await state.scrape("main", "statements") == "ok"
+            await _round(state, service, clock, lambda: _lookup(conn, marker, 20))
+            tracked = _tracked(service, marker)
+            if not with_helper:  # no SELECT on orders: remembered as a privilege failure
+                assert tracked.current is None and tracked.failure is not None
+                assert tracked.failure["sqlstate"] == "42501", tracked.failure
+            else:
+                assert tracked.failure is None and tracked.current is not None
+                assert "Seq Scan" in {n["node_type"] for n in tracked.current.as_dict()["nodes"]}
+        assert run_sql(orders_db_plain, f"SELECT has_table_privilege('{role}', 'orders', "
+                                        f"'SELECT') AS ok")[0][0]["ok"] is False
+    finally:
+        await conn.close()

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
-from prometheus_client import CollectorRegistry
 
+from metricsd.export.registry import Registry
 from metricsd.postgres.exporter import PgExporter
 from tests.fixtures.pg import run_sql
 
@@ -57,8 +57,8 @@ async def test_role_without_pg_monitor_gets_statuses_not_silence(
     run_sql(pg_database, f'CREATE ROLE "{role}" LOGIN')
     caplog.set_level(logging.WARNING, logger="metricsd.postgres")
     state = await make_pg_state(_as(pg_database, role))
-    registry = CollectorRegistry()
-    registry.register(PgExporter(state))
+    registry = Registry()
+    registry.add_source(PgExporter(state))
     try:
         for _ in range(2):
             statuses = await state.scrape_all()

@@ -119,10 +119,12 @@ def test_every_family_is_documented_with_its_labels():
     rows = {line.split("|")[1].strip().strip("`"): line.split("|")
             for line in docs.splitlines() if line.startswith("| `metricsd_pg_")}
     exporter = PgExporter(PgState(PostgresConfig()))
-    for _, spec in exporter.specs:
-        assert spec.sample_name in rows, spec.sample_name
-        kind, labels = rows[spec.sample_name][2].strip(), rows[spec.sample_name][3]
-        assert kind == spec.kind, spec.sample_name
+    for family in exporter.families:
+        (column,) = family.columns
+        sample = family.name + column.suffix
+        assert sample in rows, sample
+        kind, labels = rows[sample][2].strip(), rows[sample][3]
+        assert kind == family.type, sample
         documented = {label.strip() for label in labels.split(",")} - {"same", ""}
         if "same" not in labels:
-            assert documented == set(spec.labels), spec.sample_name
+            assert documented == set(family.labels), sample

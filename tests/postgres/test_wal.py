@@ -26,6 +26,14 @@ async def test_wal_position_and_bytes_follow_writes(pg_database, make_pg_state):
         await conn.execute("CREATE TABLE w (g int, h text)")
         await conn.execute("INSERT INTO w SELECT g, md5(g::text) FROM generate_series(1, 50000) g")
         await flush_stats(conn)
+        # The test clusters run with synchronous_commit off: the WAL writer reaches what was
+        # inserted within wal_writer_delay, so wait for the write position to catch up.
+        inserted = await conn.fetchval(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::int8")
+        for _ in range(50):
+            if await conn.fetchval(LSN) >= inserted:
+                break
+            await asyncio.sleep(0.1)
         written = await conn.fetchval(LSN) - first
         assert written > 1_000_000
         assert await state.scrape("main", "wal") == "ok"

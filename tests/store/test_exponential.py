@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from metricsd.ingest import store_families
 from metricsd.store import exponential as ex
 from metricsd.store.series import Store
 
@@ -81,8 +82,10 @@ def test_bucket_limit_lowers_the_schema_and_keeps_every_count(limit):
 
 def test_store_scalar_and_batch_paths_agree_and_expiry_frees_rows():
     values = np.concatenate([[0.0, 1e-6], np.random.default_rng(5).lognormal(-3, 1, 300)])
-    one = Store(max_series=4, window_samples=64, window_seconds=300, idle_timeout=60)
-    many = Store(max_series=4, window_samples=64, window_seconds=300, idle_timeout=60)
+    one = Store(max_series=4, window_samples=64, window_seconds=300, idle_timeout=60,
+                families=store_families())
+    many = Store(max_series=4, window_samples=64, window_seconds=300, idle_timeout=60,
+                 families=store_families())
     key = ("s", "/r", "GET")
     for v in values:
         one.observe("api", key, float(v), 100.0, 1)

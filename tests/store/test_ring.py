@@ -7,6 +7,7 @@ from bisect import bisect_left
 import numpy as np
 import pytest
 
+from metricsd.ingest import store_families
 from metricsd.store.ring import RingPool, block_stats
 from metricsd.store.series import QUANTILES, Store
 
@@ -88,7 +89,8 @@ def test_compiled_writes_equal_plain_python_writes():
     stamps = rng.uniform(0, 100, n)
     tags = rng.integers(0, 5, n).astype(np.uint8)
     extras = np.zeros(n, dtype=np.int64)
-    stores = [Store(max_series=5, window_samples=256, window_seconds=300, idle_timeout=1)
+    stores = [Store(max_series=5, window_samples=256, window_seconds=300, idle_timeout=1,
+                    families=store_families())
               for _ in range(2)]
     for store in stores:
         for i in range(5):

@@ -10,7 +10,7 @@ import numpy as np
 
 from metricsd.app import create_app
 from metricsd.core import REGISTRY
-from metricsd.ingest import STORE
+from metricsd.ingest import STORE, store_families
 from metricsd.ingest.normalize import normalize_path
 from metricsd.store.series import Store
 
@@ -66,7 +66,8 @@ async def test_100k_raw_routes_stay_within_max_series(aiohttp_client, make_confi
 
 
 def test_ring_memory_is_preallocated_and_fixed():
-    store = Store(max_series=1000, window_samples=2048, window_seconds=300, idle_timeout=60)
+    store = Store(max_series=1000, window_samples=2048, window_seconds=300, idle_timeout=60,
+                  families=store_families())
     pool = store.pool
     nbytes = pool.values.nbytes + pool.stamps.nbytes + pool.tags.nbytes + pool.top.nbytes
     # value, stamp, a 4-bit tag and, for the upper half plus 1/32, a uint16 column.
@@ -78,7 +79,8 @@ def test_ring_memory_is_preallocated_and_fixed():
 
 
 def test_idle_series_expire_and_free_their_slot():
-    store = Store(max_series=2, window_samples=16, window_seconds=300, idle_timeout=60)
+    store = Store(max_series=2, window_samples=16, window_seconds=300, idle_timeout=60,
+                  families=store_families())
     now = time.time()
     store.observe("api", ("s", "/old", "GET"), 0.1, now - 120, 1)
     store.observe("api", ("s", "/new", "GET"), 0.2, now, 1)

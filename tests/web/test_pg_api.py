@@ -115,7 +115,7 @@ async def test_one_scheduled_job_per_collector(pg_client):
 
     jobs = {job.id: job for job in pg_client.app[SCHEDULER].get_jobs()
             if job.id.startswith("scrape:")}
-    from metricsd.postgres.registry import load_all
+    from metricsd.postgres.views import load_all
 
     collectors = tuple(load_all())
     assert set(jobs) == {f"scrape:main:{c}" for c in collectors}
@@ -132,7 +132,7 @@ async def test_one_scheduled_job_per_collector(pg_client):
 
 async def test_in_process_readers_see_the_same_samples(pg_client):
     from metricsd.core import REGISTRY
-    from metricsd.export.samples import current_samples
+    from metricsd.export.read import Samples
 
     await pg_client.app[PG_STATE].scrape_all()
     await pg_client.app[PG_STATE].scrape_all()
@@ -142,7 +142,7 @@ async def test_in_process_readers_see_the_same_samples(pg_client):
     scraped = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for f in text_string_to_metric_families(text) for s in f.samples if s.name in wanted}
-    got = current_samples(pg_client.app[REGISTRY], wanted)
+    got = Samples(pg_client.app[REGISTRY]).current(wanted)
     inside = {(name, tuple(sorted(labels.items()))): value
               for name, rows in got.items() for labels, value in rows}
     assert inside == scraped and len(inside) > 3

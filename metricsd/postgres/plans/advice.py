@@ -99,8 +99,9 @@ def _column(node: Any) -> tuple[str | None, str] | None:
     """(qualifier, column) of a ColumnRef, else None."""
     if not isinstance(node, ast.ColumnRef):
         return None
-    names = [f.sval for f in node.fields if isinstance(f, ast.String)]
-    if not names or len(names) != len(node.fields):
+    fields = node.fields or ()
+    names: list[str] = [f.sval for f in fields if isinstance(f, ast.String) and f.sval]
+    if not names or len(names) != len(fields):
         return None  # t.* and friends
     return (names[-2] if len(names) >= 2 else None), names[-1]
 
@@ -118,6 +119,7 @@ def analyse(sql: str) -> list[TableUse]:
     stmt = statement(sql)
     tables: dict[str, TableUse] = {}
     aliases: dict[str, TableUse] = {}
+    use: TableUse | None
     for node in _nodes(stmt):
         if isinstance(node, ast.RangeVar) and node.relname:
             use = tables.setdefault(f"{node.schemaname}.{node.relname}",
@@ -133,7 +135,8 @@ def analyse(sql: str) -> list[TableUse]:
     for node in _nodes(stmt):
         if isinstance(node, ast.A_Expr):
             op = node.name[-1].sval if node.name and isinstance(node.name[-1], ast.String) else ""
-            left, right = _column(node.lexpr), _column(node.rexpr)
+            left: tuple[str | None, str] | None = _column(node.lexpr)
+            right = _column(node.rexpr)
             if node.kind in (A_Expr_Kind.AEXPR_IN,) and left:
                 role = "equality"
             elif node.kind in (A_Expr_Kind.AEXPR_BETWEEN, A_Expr_Kind.AEXPR_LIKE,
@@ -155,9 +158,9 @@ def analyse(sql: str) -> list[TableUse]:
             if left and (use := owner(left[0])) is not None:
                 use.add(role, left[1])
         elif isinstance(node, ast.SortBy):
-            col = _column(node.node)
-            if col and (use := owner(col[0])) is not None:
-                use.add("sort", col[1])
+            sort_column = _column(node.node)
+            if sort_column and (use := owner(sort_column[0])) is not None:
+                use.add("sort", sort_column[1])
     return list(tables.values())
 
 

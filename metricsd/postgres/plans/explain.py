@@ -49,11 +49,29 @@ async def _timeout(conn: asyncpg.Connection, timeout_s: float) -> None:
     await conn.execute(f"SET LOCAL statement_timeout = {max(1, int(timeout_s * 1000))}")
 
 
+# A SECURITY DEFINER function a DBA may create (docs/plans.md) so that plans of tables
+# metricsd's role cannot read are built with its owner's rights (PostgreSQL 16+).
+HELPER_FUNCTION = "metricsd_generic_plan(text)"
+
+
+async def has_helper(conn: asyncpg.Connection) -> bool:
+    """Whether the documented helper function exists and this role may execute it."""
+    return bool(await conn.fetchval(
+        "SELECT to_regprocedure($1) IS NOT NULL"
+        " AND has_function_privilege(to_regprocedure($1), 'EXECUTE')", HELPER_FUNCTION))
+
+
 async def generic_plan(
-    conn: asyncpg.Connection, query: str, version_num: int, timeout_s: float
+    conn: asyncpg.Connection, query: str, version_num: int, timeout_s: float,
+    helper: bool = False,
 ) -> Any:
     """The generic plan (EXPLAIN FORMAT JSON) of a normalised statement with $n parameters."""
     try:
+        if helper and version_num >= GENERIC_PLAN_VERSION:
+            async with conn.transaction(readonly=True):
+                await _timeout(conn, timeout_s)
+                return _as_plan(await conn.fetchval(
+                    "SELECT metricsd_generic_plan($1)::text", query))
         if version_num >= GENERIC_PLAN_VERSION:
             return await _generic_16(conn, query, timeout_s)
         return await _generic_prepared(conn, query, timeout_s)

@@ -127,6 +127,8 @@ async def _verify(
     try:
         row = await conn.fetchrow("SELECT indexrelid, indexname FROM hypopg_create_index($1)",
                                   ddl)
+        if row is None:
+            raise ExplainError("hypopg_create_index returned no row")
         size = await conn.fetchval("SELECT hypopg_relation_size($1)", row["indexrelid"])
         after_plan = await generic_plan(conn, query, info.version_num, timeout_s)
     except (asyncpg.PostgresError, ExplainError) as exc:

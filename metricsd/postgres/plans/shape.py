@@ -31,7 +31,8 @@ def root(plan: Any) -> Mapping[str, Any]:
     if isinstance(plan, list) and plan and isinstance(plan[0], Mapping):
         plan = plan[0]
     if isinstance(plan, Mapping) and isinstance(plan.get("Plan"), Mapping):
-        return plan["Plan"]
+        node: Mapping[str, Any] = plan["Plan"]
+        return node
     if isinstance(plan, Mapping):
         return plan
     raise ValueError("not an EXPLAIN (FORMAT JSON) plan")

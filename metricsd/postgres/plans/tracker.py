@@ -23,7 +23,7 @@ import asyncpg
 from metricsd.config import PlansConfig
 from metricsd.postgres.plans import advice as advice_mod
 from metricsd.postgres.plans import shape
-from metricsd.postgres.plans.explain import ExplainError, generic_plan
+from metricsd.postgres.plans.explain import ExplainError, generic_plan, has_helper
 from metricsd.postgres.plans.indexing import advise
 from metricsd.postgres.statements import Statement, StatementsData
 from metricsd.postgres.targets import ServerInfo
@@ -136,6 +136,7 @@ class PlanTracker:
         self.plan_seconds_total = 0.0
         self.database: str | None = None
         self.hypopg: bool | None = None
+        self.helper: bool | None = None  # the SECURITY DEFINER metricsd_generic_plan(text)
         self._seen_snapshot: float | None = None
 
     # ---- fed by each statements snapshot ----------------------------------------------
@@ -216,6 +217,8 @@ class PlanTracker:
         """Fetch the plans that are due within the round's budget; return how many."""
         if self.database is None:
             self.database = await conn.fetchval("SELECT current_database()")
+        if self.helper is None:
+            self.helper = await has_helper(conn)
         if self.hypopg is None:
             self.hypopg = bool(await conn.fetchval(
                 "SELECT count(*) FROM pg_extension WHERE extname = 'hypopg'"))
@@ -242,7 +245,7 @@ class PlanTracker:
             return
         try:
             plan = await generic_plan(conn, tracked.query, info.version_num,
-                                      self.config.timeout)
+                                      self.config.timeout, helper=bool(self.helper))
         except ExplainError as exc:
             self.outcomes["failed"] += 1
             tracked.failure = {"sqlstate_class": exc.sqlstate[:2], "sqlstate": exc.sqlstate,

@@ -21,13 +21,14 @@ import aiohttp
 
 from metricsd.alerting.notify.apiqueue import AlertQueue
 from metricsd.alerting.notify.notification import Notification, NotifyAlert, rfc3339
-from metricsd.alerting.notify.receivers.base import Receiver, Sleep
+from metricsd.alerting.notify.receivers.base import Receiver, Sleep, register
 from metricsd.alerting.stats import AlertingStats
 from metricsd.config import ReceiverConfig
 
 VALIDITY_FACTOR = 4  # Prometheus: endsAt = now + 4 * max(evaluation interval, resend delay)
 
 
+@register
 class AlertmanagerAPIReceiver(Receiver):
     """Sends alerts (not notifications) to one or more Alertmanagers, Prometheus-style."""
 

@@ -1,7 +1,8 @@
 """Receiver: turns a Notification into an HTTP POST, signed, timed out and retried.
 
 Each attempt runs under `timeout`. Connection errors, timeouts, 5xx and 429 are retried
-with exponential backoff and jitter (a 429's or 503's Retry-After is honoured); other 4xx
+with metricsd.retry's policy (equal-jitter exponential backoff; a 429's or 503's
+Retry-After is honoured when longer, up to MAX_RETRY_AFTER_S); other 4xx
 are the receiver telling us the body is wrong, so they are never retried. A failing
 receiver is logged once when it starts failing and once when it recovers, not per attempt.
 """
@@ -15,9 +16,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import aiohttp
 import orjson
@@ -26,6 +25,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from metricsd.alerting.notify.notification import Notification, NotifyAlert
 from metricsd.alerting.stats import AlertingStats
 from metricsd.config import ReceiverConfig
+from metricsd.retry import Backoff, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -55,24 +55,6 @@ class Delivery:
     status: int | None = None
 
 
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Retry-After as seconds to wait: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now)
-
-
 def sign(secret: str, body: bytes) -> str:
     """The signature header value: sha256=<hex HMAC-SHA256 of the exact body bytes>."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
@@ -95,6 +77,7 @@ class Receiver:
         self.stats = stats or AlertingStats()
         self._sleep = sleep
         self._rng = rng
+        self.backoff = Backoff(config.backoff, config.max_backoff, MAX_RETRY_AFTER_S)
         self.up = True
         self._failed_attempts = 0
         self.stats.receiver_up[self.name] = True
@@ -135,13 +118,10 @@ class Receiver:
         return headers
 
     def _wait(self, state: RetryCallState) -> float:
-        """Exponential backoff with equal jitter, or the server's Retry-After when it sent one."""
+        """The shared policy (metricsd.retry): backoff, or a longer Retry-After."""
         error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, DeliveryError) and error.retry_after is not None:
-            return min(error.retry_after, MAX_RETRY_AFTER_S)
-        base = min(self.config.max_backoff,
-                   self.config.backoff * 2 ** (state.attempt_number - 1))
-        return base / 2 + base / 2 * self._rng()
+        retry_after = error.retry_after if isinstance(error, DeliveryError) else None
+        return self.backoff.delay(state.attempt_number - 1, retry_after, self._rng)
 
     async def attempt(self, session: aiohttp.ClientSession, body: bytes,
                       headers: Mapping[str, str]) -> int:
@@ -154,8 +134,7 @@ class Receiver:
                 status = resp.status
                 if 200 <= status < 300:
                     return status
-                now = datetime.now(UTC).timestamp()
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"), now)
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 if status == 429 or status >= 500:
                     raise DeliveryError(f"HTTP {status}", True,
                                         retry_after if status in (429, 503) else None, status)
@@ -191,7 +170,7 @@ class Receiver:
             reraise=True,
         )
         try:
-            status = await retrying(once)
+            status: int = await retrying(once)
         except DeliveryError as exc:
             return Delivery(False, attempts, exc.reason, exc.status)
         return Delivery(True, attempts, None, status)
@@ -213,3 +192,16 @@ class Receiver:
             self.up = True
             self.stats.receiver_up[self.name] = True
         self._failed_attempts = 0
+
+
+R = TypeVar("R", bound=type[Receiver])
+# kind (the `format` of a receiver in the config) -> class, filled by @register.
+RECEIVER_KINDS: dict[str, type[Receiver]] = {}
+
+
+def register(cls: R) -> R:
+    """Class decorator: make `format: <cls.kind>` in a receiver's config use this class."""
+    if not cls.kind or cls.kind in RECEIVER_KINDS:
+        raise RuntimeError(f"receiver kind {cls.kind!r} is empty or registered twice")
+    RECEIVER_KINDS[cls.kind] = cls
+    return cls

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from metricsd.alerting.notify.notification import Notification, NotifyAlert
-from metricsd.alerting.notify.receivers.base import Receiver
+from metricsd.alerting.notify.receivers.base import Receiver, register
 
 MAX_ALERT_BLOCKS = 10  # Slack allows 50 blocks; a page of ten alerts stays readable
 HEADER_LIMIT = 150  # Slack's limit for a header block's text
@@ -65,6 +65,7 @@ def _alert_text(alert: NotifyAlert) -> str:
     return _clip("\n".join(lines), SECTION_LIMIT)
 
 
+@register
 class SlackReceiver(Receiver):
     """POSTs a Slack incoming-webhook message."""
 

@@ -10,9 +10,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from metricsd.alerting.notify.notification import Notification, rfc3339
-from metricsd.alerting.notify.receivers.base import Receiver
+from metricsd.alerting.notify.receivers.base import Receiver, register
 
 
+@register
 class WebhookReceiver(Receiver):
     """POSTs Alertmanager's webhook JSON (version 4)."""
 
