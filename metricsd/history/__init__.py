@@ -17,8 +17,8 @@ from aiohttp import web
 
 from metricsd.alerting import ALERTS
 from metricsd.core import CONFIG, READINESS, REGISTRY, SCHEDULER
-from metricsd.history.collector import HistoryCollector
 from metricsd.history.report.schedule import ReportScheduler
+from metricsd.history.selfmetrics import HistorySource
 from metricsd.history.service import HistoryService
 from metricsd.ingest import STORE
 from metricsd.postgres import PG_STATE, PLANS
@@ -77,7 +77,7 @@ def setup(app: web.Application, clock: Callable[[], float] = time.time) -> None:
         return
     if config.history.path is not None:
         service = app[HISTORY_DB] = HistoryService(config.history, app[STORE], clock)
-        app[REGISTRY].register(HistoryCollector(service))
+        app[REGISTRY].add_source(HistorySource(service))
         app[READINESS]["history"] = lambda: {"ok": True, "path": str(service.db.path),
                                              "bytes": service.db.size_bytes()}
         scheduler.add_job(service.flush, "interval", seconds=config.history.flush_interval,
