@@ -92,7 +92,11 @@ def tap_overhead(rounds: int = 7) -> dict[str, float]:
     tags = [1] * len(keys)
     extras = [0] * len(keys)
     times: dict[str, list[float]] = {k: [] for k in ("single_off", "single_on", "batch_off",
-                                                     "batch_on")}
+                                                     "batch_on", "columnar_off", "columnar_on")}
+    series = [("bench", f"/c{i}", "GET") for i in range(10)]  # 10 series x 100 per call
+    col_values = np.asarray(values[:1000], dtype=np.float64)
+    col_stamps = np.full(1000, 1e9)
+    col_statuses = np.full(1000, 200, dtype=np.int64)
     for _ in range(rounds):
         for mode in ("off", "on"):
             store = make_store(1000)
@@ -106,13 +110,21 @@ def tap_overhead(rounds: int = 7) -> dict[str, float]:
                 store.observe_columns("api", keys[i:i + 1000], values[i:i + 1000],
                                       stamps[i:i + 1000], tags[i:i + 1000], extras[i:i + 1000])
             times[f"batch_{mode}"].append((time.perf_counter() - started) / len(keys))
+            started = time.perf_counter()
+            for _ in range(0, len(keys), 1000):
+                store.observe_series("api", series, [100] * 10, col_values, col_stamps,
+                                     col_statuses)
+            times[f"columnar_{mode}"].append((time.perf_counter() - started) / len(keys))
     med = {k: statistics.median(v) * 1e9 for k, v in times.items()}
     return {"single_ns_per_sample_without": med["single_off"],
             "single_ns_per_sample_with": med["single_on"],
             "single_ratio": med["single_on"] / med["single_off"],
             "batch_ns_per_sample_without": med["batch_off"],
             "batch_ns_per_sample_with": med["batch_on"],
-            "batch_ratio": med["batch_on"] / med["batch_off"]}
+            "batch_ratio": med["batch_on"] / med["batch_off"],
+            "columnar_ns_per_sample_without": med["columnar_off"],
+            "columnar_ns_per_sample_with": med["columnar_on"],
+            "columnar_ratio": med["columnar_on"] / med["columnar_off"]}
 
 
 def main() -> None:

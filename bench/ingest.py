@@ -130,9 +130,10 @@ def latency(seconds: int, max_rps: float, series: int = 1000) -> dict[str, float
 
 def history_cost(seconds: int, rounds: int) -> dict[str, float]:
     """The history's tap on the hot path: the same loads without and with history.path,
-    alternating in one run (single beacons, and batches of 1000)."""
+    alternating in one run (single beacons, batches of 1000 rows, columnar 10x100)."""
     out: dict[str, float] = {}
-    loads = (("single", SINGLE, 32, 1), ("batch_1000", batch(1000), 16, 1000))
+    loads = (("single", SINGLE, 32, 1), ("batch_1000", batch(1000), 16, 1000),
+             ("columnar_10x100", columnar(10, 100), 16, 1000))
     with tempfile.TemporaryDirectory() as tmp:
         with_history = CONFIG + f"history: {{path: {tmp}/history.sqlite}}\n"
         for name, body, connections, size in loads:
