@@ -16,7 +16,7 @@ import aiohttp
 
 from metricsd.config import OperationConfig, ReportConfig
 from metricsd.history.report import build as builder
-from metricsd.history.report import figures
+from metricsd.history.report import figures, fleet
 from metricsd.history.report.period import Period
 from metricsd.history.report.prom import PrometheusSource
 
@@ -72,8 +72,9 @@ async def from_prometheus(url: str, path: str | Path | None, period: Period,
                           config: ReportConfig, now: float, session: aiohttp.ClientSession,
                           advice: list[dict[str, Any]] | None = None,
                           objectives: Objectives | None = None) -> dict[str, Any]:
-    """API latency and Web Vitals from Prometheus; the rest (statements, alerts) from the
-    local history file when there is one. Every figure names its source and method."""
+    """API latency, operations, Web Vitals and app caches from Prometheus; the rest
+    (statements, alerts) from the local history file when there is one. Every figure names
+    its source and method."""
     report = await asyncio.to_thread(from_history, path, period, config, now, advice,
                                      objectives)
     src = PrometheusSource(url, session, config.source.timeout)
@@ -107,6 +108,7 @@ async def from_prometheus(url: str, path: str | Path | None, period: Period,
     report["improvements"]["routes"] = sorted(
         (r for r in changed if r["p95_change_ms"] < 0), key=lambda r: r["p95_change_ms"]
     )[:config.top]
+    await fleet.apply(report, src, period, config.targets, objectives or {}, config.top, url)
     report["source"] = {"kind": "prometheus", "url": url, "method": method,
                         "other_sections": "history file" if path else "none"}
     return report

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from metricsd.config import OperationConfig, ReportConfig
+from metricsd.config import OperationConfig, ReportConfig, ReportTargetsConfig
 from metricsd.history.report.figures import (
     API_FAMILY,
     API_LABELS,
@@ -142,15 +142,36 @@ def _operation_targets(cur: Figures, prev: Figures, objectives: Mapping[str, Ope
             continue
         now, before = merged[name]
         q = op.quantile
-        rows.append(_target(f"{name} p{q * 100:g}", _ms(_q(now, q) if now.count else None),
-                            _ms(_q(before, q) if before.count else None), op.objective_ms,
-                            True, " ms", f"{HISTORY_METHOD}; objective "
-                            f"ingest.operations.{name}"))
-        rows[-1]["target"] = f"<= {op.objective_ms:g} ms"
-        for k in ("met", "previous_met"):
-            v = rows[-1]["value" if k == "met" else "previous"]
-            rows[-1][k] = None if v is None else v <= op.objective_ms
+        rows.append(operation_target(
+            name, op, _ms(_q(now, q) if now.count else None),
+            _ms(_q(before, q) if before.count else None),
+            f"{HISTORY_METHOD}; objective ingest.operations.{name}"))
     return rows
+
+
+def operation_target(name: str, op: OperationConfig, value_ms: float | None,
+                     previous_ms: float | None, method: str) -> dict[str, Any]:
+    """An operation's objective as a target row: its quantile at or under objective_ms."""
+    assert op.objective_ms is not None
+    limit = op.objective_ms
+    row = _target(f"{name} p{op.quantile * 100:g}", value_ms, previous_ms, limit, True, " ms",
+                  method)
+    row.update({"target": f"<= {limit:g} ms", "kind": "operation",
+                "met": None if value_ms is None else value_ms <= limit,
+                "previous_met": None if previous_ms is None else previous_ms <= limit})
+    return row
+
+
+def app_cache_target(value: float | None, previous: float | None,
+                     t: ReportTargetsConfig, method: str) -> dict[str, Any]:
+    """The lowest app cache hit ratio (of caches with enough lookups) against its target."""
+    limit = t.app_cache_hit_ratio
+    row = _target("App cache hit ratio (lowest cache)", value, previous, limit, False, "",
+                  method)
+    row.update({"target": f">= {limit:g}", "kind": "app_cache",
+                "met": None if value is None else value >= limit,
+                "previous_met": None if previous is None else previous >= limit})
+    return row
 
 
 def _caches(cur: Figures, prev: Figures, target: float, min_requests: int
@@ -333,14 +354,11 @@ def build(cur: Figures, prev: Figures, config: ReportConfig, now: float,
                                _worst([v["cache_hit_ratio"] for v in tprev], min),
                                t.cache_hit_ratio, False, "", "mean of sampled interval ratios"))
     if cur.caches or prev.caches:
-        targets.append(_target(
-            "App cache hit ratio (lowest cache)", _lowest_cache(cur, t.app_cache_min_requests),
-            _lowest_cache(prev, t.app_cache_min_requests), t.app_cache_hit_ratio, False, "",
+        targets.append(app_cache_target(
+            _lowest_cache(cur, t.app_cache_min_requests),
+            _lowest_cache(prev, t.app_cache_min_requests), t,
             f"hits / (hits + misses) per cache over the period, exact; caches with at least "
             f"{t.app_cache_min_requests} lookups"))
-        targets[-1]["target"] = f">= {t.app_cache_hit_ratio:g}"
-        for k, v in (("met", targets[-1]["value"]), ("previous_met", targets[-1]["previous"])):
-            targets[-1][k] = None if v is None else v >= t.app_cache_hit_ratio
     targets += _operation_targets(cur, prev, objectives)
     targets.append(_target("Pool utilisation (peak)",
                            _worst([v["peak_utilisation"] for v in tcur], max),
