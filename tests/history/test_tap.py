@@ -60,7 +60,8 @@ class Model:
             self.accepted["vitals"] += 1
             return
         before = self.accepted["vitals"]
-        self.store("vitals", "LCP", (page, "unknown"), LCP_MS[value])  # no UA: device unknown
+        # Vitals series are (page, device); a client that is no browser is "unknown".
+        self.store("vitals", "LCP", (page, "unknown"), LCP_MS[value])
         if self.accepted["vitals"] > before:
             self.seen_ids.add(ident)
 
@@ -149,7 +150,8 @@ async def test_history_counts_equal_what_was_accepted_on_every_path(
         seed: int) -> None:
     path = tmp_path / "h.sqlite"
     config = make_config({"history": {"path": str(path), "flush_interval": 3600},
-                          "ingest": {"max_series": 2 * BUDGET + 8,  # + operations, cache
+                          # The other kinds (operations, cache) get what is left over.
+                          "ingest": {"max_series": 2 * BUDGET + 8,
                                      "budgets": {"timings": BUDGET, "vitals": BUDGET},
                                      "rate_limit": {"enabled": False}}})
     app = create_app(config)
