@@ -478,6 +478,10 @@ class ReportTargetsConfig(_Model):
     cls_p75: float = Field(0.1, gt=0)
     inp_p75_ms: float = Field(200.0, gt=0)
     cache_hit_ratio: float = Field(0.8, ge=0, le=1)
+    # App caches (/v1/beacons/cache): each cache's hit ratio over the period, above this;
+    # caches with fewer lookups in the period are listed but do not count for the target.
+    app_cache_hit_ratio: float = Field(0.8, ge=0, le=1)
+    app_cache_min_requests: int = Field(100, ge=0)
     pool_utilisation: float = Field(0.8, ge=0, le=1)
     replication_lag_s: float = Field(1.0, ge=0)
 

@@ -17,10 +17,12 @@ from aiohttp import web
 
 from metricsd.alerting import ALERTS
 from metricsd.core import CONFIG, READINESS, REGISTRY, SCHEDULER
+from metricsd.history.caches import CacheCounters
 from metricsd.history.report.schedule import ReportScheduler
 from metricsd.history.selfmetrics import HistorySource
 from metricsd.history.service import HistoryService
-from metricsd.ingest import STORE
+from metricsd.ingest import BEACON_TYPES, STORE
+from metricsd.ingest.cache import CacheBeacon
 from metricsd.postgres import PG_STATE, PLANS
 
 HISTORY_DB = web.AppKey("history_db", HistoryService)
@@ -44,6 +46,14 @@ def advice(app: web.Application) -> Callable[[], list[dict[str, Any]]]:
                 for item in t.advice or []:
                     out.append({"target": target, "query": t.query, **item})
         return out
+    return read
+
+
+def cache_state(app: web.Application) -> Callable[[], CacheCounters | None]:
+    """The cache kind's state, looked up at each flush (None when the kind is absent)."""
+    def read() -> CacheCounters | None:
+        kind = app[BEACON_TYPES].get("cache")
+        return kind.state if isinstance(kind, CacheBeacon) else None
     return read
 
 
@@ -76,7 +86,8 @@ def setup(app: web.Application, clock: Callable[[], float] = time.time) -> None:
             and config.report.source.prometheus_url is None):
         return
     if config.history.path is not None:
-        service = app[HISTORY_DB] = HistoryService(config.history, app[STORE], clock)
+        service = app[HISTORY_DB] = HistoryService(config.history, app[STORE], clock,
+                                                     cache_state(app))
         app[REGISTRY].add_source(HistorySource(service))
         app[READINESS]["history"] = lambda: {"ok": True, "path": str(service.db.path),
                                              "bytes": service.db.size_bytes()}

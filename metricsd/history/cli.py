@@ -38,7 +38,8 @@ def run_report(config: Config, week: str | None, start: str | None, end: str | N
         print("metricsd report: no history file (set history.path, or report.source)",
               file=sys.stderr)
         return 2
-    report = asyncio.run(make_report(period, config.report, path, now))
+    report = asyncio.run(make_report(period, config.report, path, now,
+                                     objectives=config.ingest.operations))
     text = render.render(report, fmt, config.report.targets.model_dump())
     if output:
         Path(output).write_text(text, encoding="utf-8")

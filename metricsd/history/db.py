@@ -62,13 +62,18 @@ CREATE TABLE IF NOT EXISTS alert_events (
 CREATE TABLE IF NOT EXISTS quality_hours (
   hour INTEGER NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL,
   PRIMARY KEY (hour, metric)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cache_hours (
+  hour INTEGER NOT NULL, service TEXT NOT NULL, cache TEXT NOT NULL,
+  hits INTEGER NOT NULL, misses INTEGER NOT NULL, evictions INTEGER NOT NULL,
+  PRIMARY KEY (hour, service, cache)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS uptime_minutes (minute INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS reports (
   period TEXT PRIMARY KEY, built_at REAL NOT NULL, body TEXT NOT NULL);
 """
 # Tables with a time column, and that column: retention and the size bound cut by it.
 TIMED = {"beacon_hours": "hour", "statement_hours": "hour", "index_hours": "hour",
-         "target_hours": "hour", "alert_events": "at", "quality_hours": "hour",
+         "target_hours": "hour", "cache_hours": "hour", "alert_events": "at",
+         "quality_hours": "hour",
          "uptime_minutes": "minute * 60", "plan_changes": "at", "reports": "built_at"}
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from metricsd.config import HistoryConfig
 from metricsd.history import writes
+from metricsd.history.caches import CacheCounters, CacheDeltas
 from metricsd.history.db import HistoryDB
 from metricsd.history.rollup import HOUR, BeaconRollups
 from metricsd.history.sampler import AlertReader, PgReader, Sampler
@@ -22,7 +23,8 @@ class HistoryService:
     """Queued samples become hourly rows on `flush`; PostgreSQL and alerts on `sample`."""
 
     def __init__(self, config: HistoryConfig, store: Any,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 caches: Callable[[], CacheCounters | None] | None = None) -> None:
         assert config.path is not None
         self.config = config
         self.store = store
@@ -31,6 +33,8 @@ class HistoryService:
         self.tap = Tap(config.max_pending)
         self.rollups = BeaconRollups()
         self.sampler = Sampler()
+        self.caches = caches  # the cache state as it is now (a reload may replace its owner)
+        self.cache_deltas = CacheDeltas()
         self.rows_written = 0
         self.flushes = 0
         self.flush_failures = 0
@@ -69,6 +73,7 @@ class HistoryService:
             now = self.clock() if now is None else now
             self.tap.drain(self.rollups, self._keys_of)
             deltas = self.rollups.flush()
+            cache_facts = self.cache_deltas.take(self.caches() if self.caches else None)
             quality: dict[str, float] = {}
             if self.store is not None:
                 refused = sum(self.store.dropped.values())
@@ -82,6 +87,7 @@ class HistoryService:
 
             def run(conn: Any) -> int:
                 n = writes.merge_beacons(conn, deltas, self._series_ids)
+                writes.add_caches(conn, hour, cache_facts)
                 writes.mark_up(conn, int(now // 60))
                 if quality:
                     writes.add_quality(conn, hour, quality)
@@ -92,7 +98,8 @@ class HistoryService:
             except Exception:
                 self._series_ids.clear()
                 self.flush_failures += 1
-                log.exception("history flush failed; %d rollup rows lost", len(deltas))
+                log.exception("history flush failed; %d rollup rows and %d cache rows lost",
+                              len(deltas), len(cache_facts))
                 return 0
             self.rows_written += n
             self.flushes += 1

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from metricsd.history.caches import CacheFact
 from metricsd.history.db import TIMED
 from metricsd.history.rollup import Acc, Key
 from metricsd.history.sketch import Sketch
@@ -154,6 +155,15 @@ def add_alert_events(conn: sqlite3.Connection,
     conn.executemany("INSERT OR IGNORE INTO alert_events VALUES (?, ?, ?, ?, ?)",
                      [(at, fp, kind, name, json.dumps(dict(labels), sort_keys=True))
                       for at, fp, kind, name, labels in events])
+
+
+def add_caches(conn: sqlite3.Connection, hour: int, facts: Sequence[CacheFact]) -> None:
+    """Add each cache's lookups since the previous flush to the hour's row."""
+    conn.executemany(
+        "INSERT INTO cache_hours VALUES (?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (hour, service, cache) DO UPDATE SET hits = hits + excluded.hits, "
+        "misses = misses + excluded.misses, evictions = evictions + excluded.evictions",
+        [(hour, f.service, f.cache, f.hits, f.misses, f.evictions) for f in facts])
 
 
 def add_quality(conn: sqlite3.Connection, hour: int, values: Mapping[str, float]) -> None:

@@ -74,7 +74,7 @@ async def get_report(request: web.Request) -> web.Response:
         await service.flush()  # the current hour's queued samples count too
     report = await make_report(period, config.report, service.db.path if service else None,
                                time.time(), request.app.get(REPORT_SESSION),
-                               advice(request.app)())
+                               advice(request.app)(), config.ingest.operations)
     text = render.render(report, fmt, config.report.targets.model_dump())
     return web.Response(text=text, content_type=_TYPES[fmt], charset="utf-8")
 

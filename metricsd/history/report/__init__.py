@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from metricsd.config import ReportConfig
+from metricsd.config import OperationConfig, ReportConfig
 from metricsd.history.report import build as builder
-from metricsd.history.report import figures
+from metricsd.history.report import figures, fleet
 from metricsd.history.report.period import Period
 from metricsd.history.report.prom import PrometheusSource
 
@@ -31,14 +32,18 @@ def read_figures(path: str | Path | None, period: Period) -> figures.Figures:
         conn.close()
 
 
+Objectives = Mapping[str, OperationConfig]
+
+
 def from_history(path: str | Path | None, period: Period, config: ReportConfig, now: float,
-                 advice: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                 advice: list[dict[str, Any]] | None = None,
+                 objectives: Objectives | None = None) -> dict[str, Any]:
     """The report from the history file alone (blocking: call in a thread)."""
     cur = read_figures(path, period)
     prev = read_figures(path, period.previous())
     source = {"kind": "history", "path": str(path) if path else None,
               "method": builder.HISTORY_METHOD}
-    return builder.build(cur, prev, config, now, source, advice)
+    return builder.build(cur, prev, config, now, source, advice, objectives)
 
 
 def _prom_targets(report: dict[str, Any], cur: dict[str, Any], prev: dict[str, Any],
@@ -65,10 +70,13 @@ def _prom_targets(report: dict[str, Any], cur: dict[str, Any], prev: dict[str, A
 
 async def from_prometheus(url: str, path: str | Path | None, period: Period,
                           config: ReportConfig, now: float, session: aiohttp.ClientSession,
-                          advice: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """API latency and Web Vitals from Prometheus; the rest (statements, alerts) from the
-    local history file when there is one. Every figure names its source and method."""
-    report = await asyncio.to_thread(from_history, path, period, config, now, advice)
+                          advice: list[dict[str, Any]] | None = None,
+                          objectives: Objectives | None = None) -> dict[str, Any]:
+    """API latency, operations, Web Vitals and app caches from Prometheus; the rest
+    (statements, alerts) from the local history file when there is one. Every figure names
+    its source and method."""
+    report = await asyncio.to_thread(from_history, path, period, config, now, advice,
+                                     objectives)
     src = PrometheusSource(url, session, config.source.timeout)
     cur = await src.figures(period)
     prev = await src.figures(period.previous())
@@ -100,6 +108,7 @@ async def from_prometheus(url: str, path: str | Path | None, period: Period,
     report["improvements"]["routes"] = sorted(
         (r for r in changed if r["p95_change_ms"] < 0), key=lambda r: r["p95_change_ms"]
     )[:config.top]
+    await fleet.apply(report, src, period, config.targets, objectives or {}, config.top, url)
     report["source"] = {"kind": "prometheus", "url": url, "method": method,
                         "other_sections": "history file" if path else "none"}
     return report
@@ -107,12 +116,17 @@ async def from_prometheus(url: str, path: str | Path | None, period: Period,
 
 async def make_report(period: Period, config: ReportConfig, history_path: str | Path | None,
                       now: float, session: aiohttp.ClientSession | None = None,
-                      advice: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The report of `period` from the configured source."""
+                      advice: list[dict[str, Any]] | None = None,
+                      objectives: Objectives | None = None) -> dict[str, Any]:
+    """The report of `period` from the configured source; `objectives` are
+    ingest.operations (each operation's objective, met or missed)."""
     url = config.source.prometheus_url
     if url is None:
-        return await asyncio.to_thread(from_history, history_path, period, config, now, advice)
+        return await asyncio.to_thread(from_history, history_path, period, config, now, advice,
+                                       objectives)
     if session is None:
         async with aiohttp.ClientSession() as own:
-            return await from_prometheus(url, history_path, period, config, now, own, advice)
-    return await from_prometheus(url, history_path, period, config, now, session, advice)
+            return await from_prometheus(url, history_path, period, config, now, own, advice,
+                                         objectives)
+    return await from_prometheus(url, history_path, period, config, now, session, advice,
+                                 objectives)

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from metricsd.config import ReportConfig
+from metricsd.config import OperationConfig, ReportConfig, ReportTargetsConfig
 from metricsd.history.report.figures import (
     API_FAMILY,
     API_LABELS,
+    NOT_PAGES,
+    OPERATION_FAMILY,
+    OPERATION_LABELS,
+    OUTCOMES,
     RATINGS,
     STATUS_5XX,
     Figures,
@@ -82,10 +87,120 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else seconds * 1000.0
 
 
+def _objective(objectives: Mapping[str, OperationConfig], name: str, s: Series | None
+               ) -> tuple[float | None, float | None, bool | None]:
+    """(objective ms, the operation's value at the objective's quantile in ms, met)."""
+    op = objectives.get(name)
+    if op is None or op.objective_ms is None:
+        return None, None, None
+    value = _ms(_q(s, op.quantile))
+    return op.objective_ms, value, None if value is None else value <= op.objective_ms
+
+
+def _operations(cur: Figures, prev: Figures, objectives: Mapping[str, OperationConfig]
+                ) -> list[dict[str, Any]]:
+    """Per (service, operation): counts by outcome, p95/p99 week over week, its objective."""
+    out: list[dict[str, Any]] = []
+    before = prev.beacons.get(OPERATION_FAMILY, {})
+    for key, s in cur.beacons.get(OPERATION_FAMILY, {}).items():
+        p95, p99 = _q(s, 0.95), _q(s, 0.99)
+        old = before.get(key)
+        prev95 = _q(old, 0.95)
+        delta, ratio = _change(p95, prev95)
+        outcomes = dict(zip(OUTCOMES, s.tags[:len(OUTCOMES)], strict=True))
+        row: dict[str, Any] = dict(zip(OPERATION_LABELS, key, strict=False))
+        objective, value, met = _objective(objectives, row.get("operation", ""), s)
+        _, prev_value, prev_met = _objective(objectives, row.get("operation", ""), old)
+        row.update({"count": s.count, "errors": s.count - outcomes["ok"],
+                    "outcomes": outcomes, "p95_ms": _ms(p95), "p99_ms": _ms(p99),
+                    "previous_p95_ms": _ms(prev95), "p95_change_ms": _ms(delta),
+                    "p95_change_ratio": ratio, "previous_count": old.count if old else 0,
+                    "objective_ms": objective,
+                    "objective_quantile": objectives[row["operation"]].quantile
+                    if objective is not None else None,
+                    "objective_value_ms": value, "objective_met": met,
+                    "previous_objective_value_ms": prev_value,
+                    "previous_objective_met": prev_met})
+        out.append(row)
+    out.sort(key=lambda r: (-r["count"], r.get("operation", ""), r.get("service", "")))
+    return out
+
+
+def _operation_targets(cur: Figures, prev: Figures, objectives: Mapping[str, OperationConfig]
+                       ) -> list[dict[str, Any]]:
+    """One target row per operation with an objective, over all its services together."""
+    merged: dict[str, tuple[Series, Series]] = {}
+    for fig, i in ((cur, 0), (prev, 1)):
+        for key, s in fig.beacons.get(OPERATION_FAMILY, {}).items():
+            name = key[1] if len(key) > 1 else ""
+            pair = merged.setdefault(name, (Series(), Series()))
+            pair[i].absorb(s)
+    rows = []
+    for name in sorted(merged):
+        op = objectives.get(name)
+        if op is None or op.objective_ms is None:
+            continue
+        now, before = merged[name]
+        q = op.quantile
+        rows.append(operation_target(
+            name, op, _ms(_q(now, q) if now.count else None),
+            _ms(_q(before, q) if before.count else None),
+            f"{HISTORY_METHOD}; objective ingest.operations.{name}"))
+    return rows
+
+
+def operation_target(name: str, op: OperationConfig, value_ms: float | None,
+                     previous_ms: float | None, method: str) -> dict[str, Any]:
+    """An operation's objective as a target row: its quantile at or under objective_ms."""
+    assert op.objective_ms is not None
+    limit = op.objective_ms
+    row = _target(f"{name} p{op.quantile * 100:g}", value_ms, previous_ms, limit, True, " ms",
+                  method)
+    row.update({"target": f"<= {limit:g} ms", "kind": "operation",
+                "met": None if value_ms is None else value_ms <= limit,
+                "previous_met": None if previous_ms is None else previous_ms <= limit})
+    return row
+
+
+def app_cache_target(value: float | None, previous: float | None,
+                     t: ReportTargetsConfig, method: str) -> dict[str, Any]:
+    """The lowest app cache hit ratio (of caches with enough lookups) against its target."""
+    limit = t.app_cache_hit_ratio
+    row = _target("App cache hit ratio (lowest cache)", value, previous, limit, False, "",
+                  method)
+    row.update({"target": f">= {limit:g}", "kind": "app_cache",
+                "met": None if value is None else value >= limit,
+                "previous_met": None if previous is None else previous >= limit})
+    return row
+
+
+def _caches(cur: Figures, prev: Figures, target: float, min_requests: int
+            ) -> list[dict[str, Any]]:
+    """Per (service, cache): exact hits, misses, evictions and hit ratio, busiest first."""
+    out: list[dict[str, Any]] = []
+    for (service, cache), c in cur.caches.items():
+        old = prev.caches.get((service, cache))
+        ratio, old_ratio = c.hit_ratio, old.hit_ratio if old else None
+        judged = c.requests >= min_requests and ratio is not None
+        out.append({"service": service, "cache": cache, "hits": c.hits, "misses": c.misses,
+                    "evictions": c.evictions, "requests": c.requests, "hit_ratio": ratio,
+                    "previous_hit_ratio": old_ratio,
+                    "previous_requests": old.requests if old else 0,
+                    "hit_ratio_change": _change(ratio, old_ratio)[0],
+                    "target_met": (ratio >= target) if judged and ratio is not None else None})
+    out.sort(key=lambda r: (-r["requests"], r["service"], r["cache"]))
+    return out
+
+
+def _lowest_cache(fig: Figures, min_requests: int) -> float | None:
+    ratios = [c.hit_ratio for c in fig.caches.values() if c.requests >= min_requests]
+    return _worst(ratios, min)
+
+
 def _pages(cur: Figures, prev: Figures) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for family, series in cur.beacons.items():
-        if family == API_FAMILY:
+        if family in NOT_PAGES:
             continue
         before = prev.beacons.get(family, {})
         for key, s in series.items():
@@ -203,8 +318,10 @@ def _worst(values: list[float | None], pick: Any) -> float | None:
 
 def build(cur: Figures, prev: Figures, config: ReportConfig, now: float,
           source: dict[str, Any] | None = None,
-          advice: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+          advice: list[dict[str, Any]] | None = None,
+          objectives: Mapping[str, OperationConfig] | None = None) -> dict[str, Any]:
     """The whole report for `cur`, compared with `prev`."""
+    objectives = objectives or {}
     t = config.targets
     top = config.top
     method = HISTORY_METHOD
@@ -236,6 +353,13 @@ def build(cur: Figures, prev: Figures, config: ReportConfig, now: float,
         targets.append(_target("Cache hit ratio (lowest target)", _worst(ratios, min),
                                _worst([v["cache_hit_ratio"] for v in tprev], min),
                                t.cache_hit_ratio, False, "", "mean of sampled interval ratios"))
+    if cur.caches or prev.caches:
+        targets.append(app_cache_target(
+            _lowest_cache(cur, t.app_cache_min_requests),
+            _lowest_cache(prev, t.app_cache_min_requests), t,
+            f"hits / (hits + misses) per cache over the period, exact; caches with at least "
+            f"{t.app_cache_min_requests} lookups"))
+    targets += _operation_targets(cur, prev, objectives)
     targets.append(_target("Pool utilisation (peak)",
                            _worst([v["peak_utilisation"] for v in tcur], max),
                            _worst([v["peak_utilisation"] for v in tprev], max),
@@ -245,6 +369,9 @@ def build(cur: Figures, prev: Figures, config: ReportConfig, now: float,
                            _worst([v["peak_replication_lag_seconds"] for v in tprev], max),
                            t.replication_lag_s, True, " s", "peak of sampled replay lag"))
     routes = _routes(cur, prev)
+    operations = _operations(cur, prev, objectives)
+    changed_ops = [o for o in operations if o["p95_change_ms"] is not None]
+    caches = _caches(cur, prev, t.app_cache_hit_ratio, t.app_cache_min_requests)
     pages = _pages(cur, prev)
     changed_routes = [r for r in routes if r["p95_change_ms"] is not None]
     changed_pages = [p for p in pages if p["p75_change"] is not None]
@@ -255,10 +382,14 @@ def build(cur: Figures, prev: Figures, config: ReportConfig, now: float,
         "source": source or {"kind": "history", "method": method},
         "targets": targets,
         "routes": routes[:top * 5],
+        "operations": operations[:top * 5],
+        "caches": caches[:top * 5],
         "pages": pages[:top * 5],
         "regressions": {
             "routes": sorted((r for r in changed_routes if r["p95_change_ms"] > 0),
                              key=lambda r: -r["p95_change_ms"])[:top],
+            "operations": sorted((o for o in changed_ops if o["p95_change_ms"] > 0),
+                                 key=lambda o: -o["p95_change_ms"])[:top],
             "pages": sorted((p for p in changed_pages if p["p75_change"] > 0),
                             key=lambda p: -p["p75_change"])[:top],
             "statements_total": sorted((s for s in changed_statements
@@ -271,6 +402,8 @@ def build(cur: Figures, prev: Figures, config: ReportConfig, now: float,
         "improvements": {
             "routes": sorted((r for r in changed_routes if r["p95_change_ms"] < 0),
                              key=lambda r: r["p95_change_ms"])[:top],
+            "operations": sorted((o for o in changed_ops if o["p95_change_ms"] < 0),
+                                 key=lambda o: o["p95_change_ms"])[:top],
             "pages": sorted((p for p in changed_pages if p["p75_change"] < 0),
                             key=lambda p: p["p75_change"])[:top],
             "statements_total": sorted((s for s in changed_statements

@@ -21,6 +21,10 @@ from metricsd.history.writes import TAG_SLOTS
 
 API_FAMILY = "api"
 API_LABELS = ("service", "route", "method")
+OPERATION_FAMILY = "operation"
+OPERATION_LABELS = ("service", "operation")
+OUTCOMES = ("ok", "error", "timeout", "cancelled")  # the operation family's tags, in order
+NOT_PAGES = (API_FAMILY, OPERATION_FAMILY, "attribution")  # beacon families without a page
 STATUS_5XX = 4  # index of "5xx" in the api family's tags (store.series.STATUS_CLASSES)
 VITALS = ("LCP", "INP", "CLS", "FCP", "TTFB")
 RATINGS = ("good", "needs-improvement", "poor")
@@ -99,6 +103,23 @@ class Statement:
 
 
 @dataclass
+class CacheWeek:
+    """One (service, cache) over the period: exact sums of the hourly deltas."""
+
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
+
+    @property
+    def requests(self) -> int:
+        return self.hits + self.misses
+
+    @property
+    def hit_ratio(self) -> float | None:
+        return self.hits / self.requests if self.requests else None
+
+
+@dataclass
 class Figures:
     """Everything a report section needs about one period."""
 
@@ -109,6 +130,7 @@ class Figures:
     plan_changes: list[dict[str, Any]] = field(default_factory=list)
     indexes: list[dict[str, Any]] = field(default_factory=list)
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    caches: dict[tuple[str, str], CacheWeek] = field(default_factory=dict)
     alerts: list[tuple[float, str, str, str, dict[str, str]]] = field(default_factory=list)
     quality: dict[str, float] = field(default_factory=dict)
     up_minutes: list[int] = field(default_factory=list)
@@ -193,6 +215,13 @@ def read(conn: sqlite3.Connection, period: Period) -> Figures:
                        "cache_hit_ratio": hsum / hn if hn else None,
                        "peak_replication_lag_seconds": lag}
     fig.targets = dict(agg)
+    has_caches = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'cache_hours'"
+                              ).fetchone()  # a file from before caches were recorded
+    for service, cache, hits, misses, evictions in conn.execute(
+            "SELECT service, cache, sum(hits), sum(misses), sum(evictions) FROM cache_hours "
+            "WHERE hour >= ? AND hour < ? GROUP BY service, cache", (start, end)
+    ) if has_caches else ():
+        fig.caches[(service, cache)] = CacheWeek(int(hits), int(misses), int(evictions))
     # Alerts that fired before the period and resolved in it count for their time inside.
     for at, fp, kind, name, labels in conn.execute(
             "SELECT at, fingerprint, kind, name, labels FROM alert_events "

@@ -32,6 +32,16 @@ def _met(value: bool | None) -> str:
     return {True: "met", False: "MISSED", None: "no data"}[value]
 
 
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _objective(x: dict[str, Any]) -> str:
+    if x.get("objective_ms") is None:
+        return "-"
+    return f"p{x['objective_quantile'] * 100:g} <= {x['objective_ms']:g} ms"
+
+
 def _short(text: str, n: int = 80) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= n else flat[: n - 1] + "..."
@@ -53,6 +63,25 @@ def _sections(r: dict[str, Any]) -> list[tuple[str, Row, list[Row]]]:
                   _num(x["requests"]), _num(x["errors_5xx"]), _num(x["p95_ms"]),
                   _num(x["p99_ms"]), _num(x["previous_p95_ms"]),
                   "prometheus" if x.get("source") else "history"] for x in r["routes"]]))
+    out.append(("Operations", ["operation", "count", "errors", "p95 (ms)", "p99 (ms)",
+                               "p95 before (ms)", "objective", "this period", "before",
+                               "source"],
+                [[f"{x.get('operation', '')} ({x.get('service', '')})", _num(x["count"]),
+                  _num(x["errors"]), _num(x["p95_ms"]), _num(x["p99_ms"]),
+                  _num(x["previous_p95_ms"]), _objective(x),
+                  _met(x["objective_met"]) if x["objective_ms"] is not None else "-",
+                  _met(x["previous_objective_met"]) if x["objective_ms"] is not None else "-",
+                  "prometheus" if x.get("source") else "history"]
+                 for x in r.get("operations", [])]))
+    out.append(("Caches, busiest first", ["cache", "lookups", "hits", "misses", "evictions",
+                                          "hit ratio", "hit ratio before", "target",
+                                          "source"],
+                [[f"{x['cache']} ({x['service']})", _num(x["requests"]), _num(x["hits"]),
+                  _num(x["misses"]), _num(x["evictions"]), _ratio(x["hit_ratio"]),
+                  _ratio(x["previous_hit_ratio"]),
+                  _met(x["target_met"]) if x["target_met"] is not None else "not judged",
+                  "prometheus" if x.get("source") else "history"]
+                 for x in r.get("caches", [])]))
     out.append(("Pages (Web Vitals p75)", ["vital", "page", "samples", "p75", "p75 before",
                                            "good / needs improvement / poor"],
                 [[x["metric"], x["page"], _num(x["samples"]), _num(x["p75"], 3),
@@ -66,6 +95,15 @@ def _sections(r: dict[str, Any]) -> list[tuple[str, Row, list[Row]]]:
     head = ["route", "p95 before (ms)", "p95 now (ms)", "change (ms)", "change", "requests"]
     out.append(("Biggest regressions: routes", head, [route_row(x) for x in reg["routes"]]))
     out.append(("Biggest improvements: routes", head, [route_row(x) for x in imp["routes"]]))
+    op_row: Callable[[dict[str, Any]], Row] = lambda x: [  # noqa: E731
+        f"{x.get('operation', '')} ({x.get('service', '')})",
+        _num(x["previous_p95_ms"]), _num(x["p95_ms"]), _num(x["p95_change_ms"]),
+        _pct(x["p95_change_ratio"]), _num(x["count"])]
+    head = ["operation", "p95 before (ms)", "p95 now (ms)", "change (ms)", "change", "count"]
+    out.append(("Biggest regressions: operations", head,
+                [op_row(x) for x in reg.get("operations", [])]))
+    out.append(("Biggest improvements: operations", head,
+                [op_row(x) for x in imp.get("operations", [])]))
     page_row: Callable[[dict[str, Any]], Row] = lambda x: [  # noqa: E731
         x["metric"], x["page"], _num(x["previous_p75"], 3), _num(x["p75"], 3),
         _pct(x["p75_change_ratio"]), _num(x["samples"])]

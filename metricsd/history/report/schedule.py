@@ -63,7 +63,8 @@ class ReportScheduler:
         period = last_full_week(now, report_cfg.timezone)
         path = self.db.path if self.db is not None else None
         report = await make_report(period, report_cfg, path, now, session,
-                                   self.advice() if self.advice else None)
+                                   self.advice() if self.advice else None,
+                                   self.config.ingest.operations)
         if self.db is not None:
             await self.db.write(lambda c: writes.save_report(c, period.id, now, report))
         receivers = {r.name: r for r in self.config.alerting.receivers}
