@@ -207,12 +207,15 @@ def _pages(cur: Figures, prev: Figures) -> list[dict[str, Any]]:
             p75 = _q(s, 0.75)
             prev75 = _q(before.get(key), 0.75)
             delta, ratio = _change(p75, prev75)
+            # Vitals series are (page, device): Google judges phones and desktops apart.
             out.append({"metric": family, "page": key[0] if key else "",
+                        "device": key[1] if len(key) > 1 else "unknown",
                         "labels": list(key), "samples": s.count, "p75": p75,
                         "previous_p75": prev75, "p75_change": delta,
                         "p75_change_ratio": ratio,
                         "ratings": dict(zip(RATINGS, s.tags[:3], strict=False))})
-    out.sort(key=lambda r: (str(r["metric"]), -int(r["samples"]), str(r["page"])))
+    out.sort(key=lambda r: (str(r["metric"]), -int(r["samples"]), str(r["page"]),
+                            str(r["device"])))
     return out
 
 

@@ -82,9 +82,10 @@ def _sections(r: dict[str, Any]) -> list[tuple[str, Row, list[Row]]]:
                   _met(x["target_met"]) if x["target_met"] is not None else "not judged",
                   "prometheus" if x.get("source") else "history"]
                  for x in r.get("caches", [])]))
-    out.append(("Pages (Web Vitals p75)", ["vital", "page", "samples", "p75", "p75 before",
-                                           "good / needs improvement / poor"],
-                [[x["metric"], x["page"], _num(x["samples"]), _num(x["p75"], 3),
+    out.append(("Pages (Web Vitals p75)", ["vital", "page", "device", "samples", "p75",
+                                           "p75 before", "good / needs improvement / poor"],
+                [[x["metric"], x["page"], x.get("device", ""), _num(x["samples"]),
+                  _num(x["p75"], 3),
                   _num(x["previous_p75"], 3),
                   " / ".join(_num(v) for v in x["ratings"].values())] for x in r["pages"]]))
     reg, imp = r["regressions"], r["improvements"]
@@ -105,9 +106,9 @@ def _sections(r: dict[str, Any]) -> list[tuple[str, Row, list[Row]]]:
     out.append(("Biggest improvements: operations", head,
                 [op_row(x) for x in imp.get("operations", [])]))
     page_row: Callable[[dict[str, Any]], Row] = lambda x: [  # noqa: E731
-        x["metric"], x["page"], _num(x["previous_p75"], 3), _num(x["p75"], 3),
-        _pct(x["p75_change_ratio"]), _num(x["samples"])]
-    head = ["vital", "page", "p75 before", "p75 now", "change", "samples"]
+        x["metric"], x["page"], x.get("device", ""), _num(x["previous_p75"], 3),
+        _num(x["p75"], 3), _pct(x["p75_change_ratio"]), _num(x["samples"])]
+    head = ["vital", "page", "device", "p75 before", "p75 now", "change", "samples"]
     out.append(("Biggest regressions: pages", head, [page_row(x) for x in reg["pages"]]))
     out.append(("Biggest improvements: pages", head, [page_row(x) for x in imp["pages"]]))
     stmt_row: Callable[[dict[str, Any]], Row] = lambda x: [  # noqa: E731
