@@ -151,8 +151,13 @@ class SeriesFamily:
         np.add.at(self.native_zero, slots[~positive], 1)
         columns = exponential.keys(values[positive]) - exponential.MIN_KEY
         owners = slots[positive]
-        for slot in np.unique(owners).tolist():
-            np.add.at(self.native_row(slot), columns[owners == slot], 1)
+        # Group by slot with one sort: a mask per distinct slot would cost slots x samples.
+        order = np.argsort(owners, kind="stable")
+        owners, columns = owners[order], columns[order]
+        starts = np.flatnonzero(np.diff(owners)) + 1
+        for slot, part in zip(owners[np.r_[0, starts]].tolist() if len(owners) else [],
+                              np.split(columns, starts), strict=True):
+            np.add.at(self.native_row(slot), part, 1)
 
     def native_row(self, slot: int) -> npt.NDArray[np.int64]:
         """The exponential bucket counts of a slot, created at its first positive sample."""
