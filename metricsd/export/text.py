@@ -6,6 +6,12 @@ costs well under 1 us per sample: label strings are escaped once per series by t
 source, numbers are formatted with repr, each series' text is kept between scrapes while
 its change marks stand, and changed series are formatted RENDER_CHUNK at a time with a
 yield to the event loop in between. Output is checked by `promtool check metrics`.
+
+Rows that can hand out their values as arrays (the beacon store's, `ArrayRows`) are
+formatted by a compiled kernel (export/kernel.py), a few microseconds per series instead
+of one f-string per sample; the text is the same bytes (tests/export/test_kernel.py).
+The writer produces bytes: the cache holds them, so an unchanged series is not encoded
+again at every scrape.
 """
 
 from __future__ import annotations
@@ -19,7 +25,17 @@ import numpy.typing as npt
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from metricsd.export.family import Family, Marks, RowList, Rows, Source, Value, label_string
+from metricsd.export import kernel
+from metricsd.export.family import (
+    ArrayRows,
+    Family,
+    Marks,
+    RowList,
+    Rows,
+    Source,
+    Value,
+    label_string,
+)
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -27,6 +43,8 @@ _SIMPLE_TYPES = frozenset({"counter", "gauge", "summary", "histogram", "unknown"
 # Changed series formatted between two yields to the event loop (about 1 ms of work),
 # so a scrape never holds up a beacon for long.
 RENDER_CHUNK = 200
+# The same for the compiled path, which costs a few microseconds per series.
+COMPILED_CHUNK = 1000
 
 
 def wants_openmetrics(accept: str) -> bool:
@@ -52,14 +70,14 @@ def _escape_help(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n")
 
 
-def header(out: list[str], name: str, kind: str, doc: str, openmetrics: bool) -> None:
+def header(out: list[bytes], name: str, kind: str, doc: str, openmetrics: bool) -> None:
     """HELP and TYPE lines; text format names counters with their _total suffix."""
     shown = name
     if kind == "counter" and not openmetrics:
         shown = f"{name}_total"
     if kind == "unknown" and not openmetrics:
         kind = "untyped"
-    out.append(f"# HELP {shown} {_escape_help(doc)}\n# TYPE {shown} {kind}\n")
+    out.append(f"# HELP {shown} {_escape_help(doc)}\n# TYPE {shown} {kind}\n".encode())
 
 
 class Layout:
@@ -77,6 +95,10 @@ class Layout:
                 f",{extra}}} " if extra else "} ",
                 f"{name}{{{extra}}} " if extra else f"{name} ",
             ))
+        # The same pieces packed for the compiled kernel.
+        self.pre = kernel.packed([c[0].encode() for c in self.columns])
+        self.mid = kernel.packed([c[1].encode() for c in self.columns])
+        self.bare = kernel.packed([c[2].encode() for c in self.columns])
 
     def lines(self, texts: Sequence[str], values: Sequence[Sequence[Value]]) -> list[str]:
         """One string per series: all its sample lines."""
@@ -96,37 +118,80 @@ class Layout:
                     if v or not omit_zero]))
         return out
 
+    def compiled(self, rows: ArrayRows, which: npt.NDArray[np.int64]) -> list[bytes]:
+        """What `lines` gives, encoded, for rows that hand out arrays: floats go through
+        format_number here, everything else through the kernel."""
+        arrays = rows.arrays(which)
+        if arrays is None:
+            return [t.encode() for t in self.lines(rows.texts(which), rows.values(which))]
+        ints, floats, float_col = arrays
+        labels, label_off = kernel.packed(rows.label_bytes(which))
+        ftext, ftext_off = kernel.packed(
+            [format_number(v).encode() for v in floats.ravel().tolist()])
+        buffer, starts = kernel.render_lines(
+            labels, label_off, *self.pre, *self.mid, *self.bare,
+            np.ascontiguousarray(ints, dtype=np.int64), float_col, ftext, ftext_off,
+            self.omit_zero)
+        return kernel.split(buffer, starts)
 
-class _Chunks:
-    """Rendered text per series id, valid while the id's marks are unchanged."""
+
+class _Block:
+    """The text of one block of rows as one bytes object, and where each series' text lies
+    in it. A series is formatted again only when its marks moved; an unchanged block is
+    handed out as it is, without touching its series one by one."""
 
     def __init__(self, size: int) -> None:
         self.version = np.full(size, -1, dtype=np.int64)
         self.stamp = np.full(size, np.nan)
-        self.text: list[str] = [""] * size
+        self.where = np.full(size, -1, dtype=np.int64)  # id -> its row in `ids`; -1: absent
+        self.ids = np.zeros(0, dtype=np.int64)
+        self.starts = np.zeros(1, dtype=np.int64)
+        self.text = b""
 
     def stale(self, marks: Marks) -> npt.NDArray[np.int64]:
+        """Rows (positions in marks.ids) whose text must be formatted again."""
         ids = marks.ids
         return np.nonzero((self.version[ids] != marks.version)
-                          | (self.stamp[ids] != marks.stamp))[0]
+                          | (self.stamp[ids] != marks.stamp)
+                          | (self.where[ids] < 0))[0]
 
-    def update(self, marks: Marks, rows: npt.NDArray[np.int64], texts: list[str]) -> None:
-        ids = marks.ids[rows]
-        self.version[ids] = marks.version[rows]
-        self.stamp[ids] = marks.stamp[rows]
-        for i, text in zip(ids.tolist(), texts, strict=True):
-            self.text[i] = text
+    def same(self, marks: Marks) -> bool:
+        """True when the block holds exactly these ids in this order."""
+        return bool(np.array_equal(self.ids, marks.ids))
+
+    def update(self, marks: Marks, stale: npt.NDArray[np.int64], fresh: list[bytes]) -> None:
+        """The new block: fresh text for the stale rows, the old text for the others."""
+        ids = marks.ids
+        pieces: list[bytes | memoryview]
+        if len(stale) == len(ids):
+            pieces = list(fresh)
+        else:
+            old = memoryview(self.text)
+            starts = self.starts.tolist()
+            pieces = [old[starts[w] : starts[w + 1]] for w in self.where[ids].tolist()]
+            for row, text in zip(stale.tolist(), fresh, strict=True):
+                pieces[row] = text
+        self.version[ids[stale]] = marks.version[stale]
+        self.stamp[ids[stale]] = marks.stamp[stale]
+        self.where[self.ids] = -1
+        self.where[ids] = np.arange(len(ids))
+        self.ids = ids.copy()
+        self.starts = np.zeros(len(ids) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces)),
+                  out=self.starts[1:])
+        self.text = b"".join(pieces)
 
 
 class Writer:
     """Writes sources as text; one per source, because it keeps that source's text cache."""
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: Source, compiled: bool = True) -> None:
         self.source = source
+        self.compiled = compiled  # False: every row through Layout.lines (tests compare)
         self._layouts = {family.name: Layout(family) for family in source.families}
-        self._chunks: dict[str, _Chunks] = {}
+        self._blocks: dict[str, _Block] = {}
 
-    async def write(self, out: list[str], openmetrics: bool) -> None:
+    async def write(self, out: list[bytes], openmetrics: bool) -> None:
         """Every family of the source; a family whose read returned no block is left out."""
         read = self.source.read()
         for family in self.source.families:
@@ -138,41 +203,52 @@ class Writer:
             for rows in blocks:
                 await self._rows(out, layout, rows)
 
-    async def _rows(self, out: list[str], layout: Layout, rows: Rows) -> None:
+    async def _rows(self, out: list[bytes], layout: Layout, rows: Rows) -> None:
         if isinstance(rows, RowList):  # a list block is formatted once (snapshots)
             if rows.text is None:
                 everything = np.arange(len(rows), dtype=np.int64)
                 rows.text = "".join(layout.lines(rows.texts(everything),
-                                                 rows.values(everything)))
+                                                 rows.values(everything))).encode()
             out.append(rows.text)
             return
         marks = rows.marks
         if marks is None:
             everything = np.arange(len(rows), dtype=np.int64)
-            out.extend(layout.lines(rows.texts(everything), rows.values(everything)))
+            out.append("".join(layout.lines(rows.texts(everything),
+                                            rows.values(everything))).encode())
             return
-        chunks = self._chunks.get(marks.key)
-        if chunks is None or len(chunks.text) != marks.size:
-            chunks = self._chunks[marks.key] = _Chunks(marks.size)
-        stale = chunks.stale(marks)
-        for start in range(0, len(stale), RENDER_CHUNK):
+        block = self._blocks.get(marks.key)
+        if block is None or len(block.version) != marks.size:
+            block = self._blocks[marks.key] = _Block(marks.size)
+        stale = block.stale(marks)
+        if not len(stale) and block.same(marks):
+            out.append(block.text)
+            return
+        fast = rows if self.compiled and isinstance(rows, ArrayRows) else None
+        step = COMPILED_CHUNK if fast is not None else RENDER_CHUNK
+        fresh: list[bytes] = []
+        for start in range(0, len(stale), step):
             if start:
                 await asyncio.sleep(0)
-            part = stale[start : start + RENDER_CHUNK]
-            chunks.update(marks, part, layout.lines(rows.texts(part), rows.values(part)))
-        text = chunks.text
-        out.extend([text[i] for i in marks.ids.tolist()])
+            part = stale[start : start + step]
+            if fast is not None:
+                fresh += layout.compiled(fast, part)
+            else:
+                fresh += [t.encode() for t in layout.lines(rows.texts(part), rows.values(part))]
+        block.update(marks, stale, fresh)
+        out.append(block.text)
 
 
-def write_metric(out: list[str], metric: Metric, openmetrics: bool) -> None:
+def write_metric(out: list[bytes], metric: Metric, openmetrics: bool) -> None:
     """A family from a plain prometheus_client collector; unusual ones go through the library."""
     created = any(s.name.endswith(("_created", "_gsum", "_gcount")) for s in metric.samples)
     if metric.type not in _SIMPLE_TYPES or created or any(s.exemplar for s in metric.samples):
-        out.append(_via_library(metric, openmetrics))
+        out.append(_via_library(metric, openmetrics).encode())
         return
     if not metric.samples and metric.type in ("histogram", "summary", "counter"):
         return  # nothing to say; an empty family only costs the scraper a parse
     header(out, metric.name, metric.type, metric.documentation, openmetrics)
+    lines = []
     for sample in metric.samples:
         labels = sample.labels
         stamp = ""
@@ -181,9 +257,10 @@ def write_metric(out: list[str], metric: Metric, openmetrics: bool) -> None:
             stamp = f" {ts!r}" if openmetrics else f" {int(ts * 1000)}"
         value = format_number(sample.value)
         if labels:
-            out.append(f"{sample.name}{{{label_string(labels)}}} {value}{stamp}\n")
+            lines.append(f"{sample.name}{{{label_string(labels)}}} {value}{stamp}\n")
         else:
-            out.append(f"{sample.name} {value}{stamp}\n")
+            lines.append(f"{sample.name} {value}{stamp}\n")
+    out.append("".join(lines).encode())
 
 
 class _One(Collector):

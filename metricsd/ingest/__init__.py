@@ -14,6 +14,7 @@ from aiohttp import web
 
 from metricsd.config import Config
 from metricsd.core import CONFIG, READINESS, REGISTRY, SCHEDULER, Apply, register_reloader
+from metricsd.export import kernel
 from metricsd.export.beacons import StoreSource, View
 from metricsd.ingest import timings, vitals  # noqa: F401  (one line per beacon kind)
 from metricsd.ingest.base import BEACONS, BeaconType
@@ -50,6 +51,7 @@ def setup(app: web.Application) -> None:
     """Store, counters, beacon kinds and rate limiter; their families and readiness."""
     config = app[CONFIG].ingest
     warm_up(config.window.samples)  # compiled kernels: loaded now, not in the first request
+    kernel.warm_up()  # and the /metrics text kernel
     store = app[STORE] = Store(
         max_series=config.max_series,
         window_samples=config.window.samples,

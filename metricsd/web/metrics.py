@@ -37,16 +37,16 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={
         "Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE})
     await response.prepare(request)
-    batch: list[str] = []
+    batch: list[bytes] = []
     size = 0
     for piece in pieces:
         batch.append(piece)
         size += len(piece)
         if size >= WRITE_CHUNK:
-            await response.write("".join(batch).encode())
+            await response.write(b"".join(batch))
             await asyncio.sleep(0)
             batch, size = [], 0
-    await response.write("".join(batch).encode())
+    await response.write(b"".join(batch))
     await response.write_eof()
     return response
 
