@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from metricsd.app import create_app
 from metricsd.export import kernel
 from metricsd.export.beacons import ARRAYS, StoreSource
 from metricsd.export.family import Family, value_columns
 from metricsd.export.text import Layout, Writer
-from metricsd.ingest import export_views, store_families
+from metricsd.ingest import STORE, export_views, store_families
 from metricsd.labels import clean
 from metricsd.store.series import Store
 
@@ -181,3 +183,26 @@ def test_warm_up_and_an_empty_call():
         *kernel.packed([b"x "]), np.zeros((0, 1), np.int64), np.full(1, -1, np.int64),
         *kernel.packed([]), False)
     assert kernel.split(buffer, starts) == []
+
+
+async def test_metrics_handler_sends_big_cached_blocks_whole(aiohttp_client, make_config):
+    """Blocks larger than WRITE_CHUNK go out in slices: the body still holds every byte of
+    the line writer's text, in order, on the first (formatting) and a cached scrape."""
+    from metricsd.core import REGISTRY
+    from metricsd.web.metrics import WRITE_CHUNK
+
+    app = create_app(make_config({"ingest": {"max_series": 1200,
+                                             "budgets": {"timings": 1000}}}))
+    store = app[STORE]
+    rng = np.random.default_rng(4)
+    for i in range(900):
+        store.observe("api", ("svc", f"/route/{i}/{ODD[i % len(ODD)]}", "GET"),
+                      float(rng.lognormal(-3, 1)), time.time(), 1)
+    client = await aiohttp_client(app)
+    source = next(s for s in app[REGISTRY].sources() if isinstance(s, StoreSource))
+    await store.refresh(time.time())
+    reference = await _text(Writer(source, compiled=False), False)
+    assert len(reference) > 3 * WRITE_CHUNK
+    for _ in range(2):
+        body = await (await client.get("/metrics")).read()
+        assert reference in body
