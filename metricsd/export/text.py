@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +45,8 @@ _SIMPLE_TYPES = frozenset({"counter", "gauge", "summary", "histogram", "unknown"
 RENDER_CHUNK = 200
 # The same for the compiled path, which costs a few microseconds per series.
 COMPILED_CHUNK = 1000
+# Series per part of a family's cached text: a change re-joins only its part (about 1 MB).
+PART_ROWS = 1000
 
 
 def wants_openmetrics(accept: str) -> bool:
@@ -136,17 +138,18 @@ class Layout:
 
 
 class _Block:
-    """The text of one block of rows as one bytes object, and where each series' text lies
-    in it. A series is formatted again only when its marks moved; an unchanged block is
-    handed out as it is, without touching its series one by one."""
+    """The text of one block of rows in parts of PART_ROWS series, and where each series'
+    text lies. A series is formatted again only when its marks moved, a part is joined
+    again only when one of its series changed: one new sample re-joins one part, and an
+    unchanged block is handed out as it is."""
 
     def __init__(self, size: int) -> None:
         self.version = np.full(size, -1, dtype=np.int64)
         self.stamp = np.full(size, np.nan)
         self.where = np.full(size, -1, dtype=np.int64)  # id -> its row in `ids`; -1: absent
         self.ids = np.zeros(0, dtype=np.int64)
-        self.starts = np.zeros(1, dtype=np.int64)
-        self.text = b""
+        self.starts = np.zeros(1, dtype=np.int64)  # row -> offset, as if parts were joined
+        self.parts: list[bytes] = []
 
     def stale(self, marks: Marks) -> npt.NDArray[np.int64]:
         """Rows (positions in marks.ids) whose text must be formatted again."""
@@ -159,27 +162,54 @@ class _Block:
         """True when the block holds exactly these ids in this order."""
         return bool(np.array_equal(self.ids, marks.ids))
 
-    def update(self, marks: Marks, stale: npt.NDArray[np.int64], fresh: list[bytes]) -> None:
-        """The new block: fresh text for the stale rows, the old text for the others."""
+    def update(
+        self, marks: Marks, stale: npt.NDArray[np.int64], fresh: list[bytes]
+    ) -> Iterator[None]:
+        """Build the new parts (fresh text for stale rows, old text for the others),
+        yielding after each part joined, so the caller can let the event loop run."""
         ids = marks.ids
-        pieces: list[bytes | memoryview]
-        if len(stale) == len(ids):
-            pieces = list(fresh)
-        else:
-            old = memoryview(self.text)
-            starts = self.starts.tolist()
-            pieces = [old[starts[w] : starts[w + 1]] for w in self.where[ids].tolist()]
-            for row, text in zip(stale.tolist(), fresh, strict=True):
-                pieces[row] = text
+        n = len(ids)
+        same = self.same(marks)
+        changed = np.zeros(n, dtype=np.bool_)
+        changed[stale] = True
+        lengths = np.zeros(n, dtype=np.int64)
+        if same:
+            lengths[:] = np.diff(self.starts)
+        fresh_at = dict(zip(stale.tolist(), fresh, strict=True))
+        old_where = self.where[ids].tolist()
+        old_starts = self.starts.tolist()
+        views = [memoryview(part) for part in self.parts]
+        parts: list[bytes] = []
+        for k, first in enumerate(range(0, n, PART_ROWS)):
+            last = min(n, first + PART_ROWS)
+            if same and not changed[first:last].any():
+                parts.append(self.parts[k])
+                continue
+            if changed[first:last].all():
+                pieces: list[bytes | memoryview] = [fresh_at[r] for r in range(first, last)]
+            else:
+                pieces = []
+                for row in range(first, last):
+                    text = fresh_at.get(row)
+                    if text is None:
+                        w = old_where[row]
+                        base = old_starts[w - w % PART_ROWS]
+                        pieces.append(views[w // PART_ROWS][old_starts[w] - base
+                                                            : old_starts[w + 1] - base])
+                    else:
+                        pieces.append(text)
+            lengths[first:last] = np.fromiter(map(len, pieces), dtype=np.int64,
+                                              count=last - first)
+            parts.append(b"".join(pieces))
+            yield
         self.version[ids[stale]] = marks.version[stale]
         self.stamp[ids[stale]] = marks.stamp[stale]
         self.where[self.ids] = -1
-        self.where[ids] = np.arange(len(ids))
+        self.where[ids] = np.arange(n)
         self.ids = ids.copy()
-        self.starts = np.zeros(len(ids) + 1, dtype=np.int64)
-        np.cumsum(np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces)),
-                  out=self.starts[1:])
-        self.text = b"".join(pieces)
+        self.starts = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lengths, out=self.starts[1:])
+        self.parts = parts
 
 
 class Writer:
@@ -222,7 +252,7 @@ class Writer:
             block = self._blocks[marks.key] = _Block(marks.size)
         stale = block.stale(marks)
         if not len(stale) and block.same(marks):
-            out.append(block.text)
+            out.extend(block.parts)
             return
         fast = rows if self.compiled and isinstance(rows, ArrayRows) else None
         step = COMPILED_CHUNK if fast is not None else RENDER_CHUNK
@@ -235,8 +265,9 @@ class Writer:
                 fresh += layout.compiled(fast, part)
             else:
                 fresh += [t.encode() for t in layout.lines(rows.texts(part), rows.values(part))]
-        block.update(marks, stale, fresh)
-        out.append(block.text)
+        for _ in block.update(marks, stale, fresh):
+            await asyncio.sleep(0)
+        out.extend(block.parts)
 
 
 def write_metric(out: list[bytes], metric: Metric, openmetrics: bool) -> None:

@@ -13,12 +13,13 @@ import math
 import time
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from metricsd.app import create_app
-from metricsd.export import kernel
+from metricsd.export import kernel, text
 from metricsd.export.beacons import ARRAYS, StoreSource
 from metricsd.export.family import Family, value_columns
 from metricsd.export.text import Layout, Writer
@@ -60,7 +61,11 @@ async def _text(writer: Writer, openmetrics: bool) -> bytes:
     return b"".join(out)
 
 
-def test_compiled_writer_equals_line_writer_over_changes_expiry_and_slot_reuse():
+@pytest.mark.parametrize("part_rows", [1, 7, 1000])
+def test_compiled_writer_equals_line_writer_over_changes_expiry_and_slot_reuse(
+        part_rows, monkeypatch):
+    monkeypatch.setattr(text, "PART_ROWS", part_rows)  # many parts, or one
+
     async def run() -> None:
         rng = np.random.default_rng(12)
         store = Store(max_series=120, window_samples=32, window_seconds=300, idle_timeout=500,
