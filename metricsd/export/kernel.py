@@ -11,7 +11,6 @@ as bytes, so the text stays byte-identical to `Layout.lines` (tests/export/test_
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import pairwise
 
 import numpy as np
 import numpy.typing as npt
@@ -60,10 +59,9 @@ def _put_int(out: U8, at: int, value: int) -> int:
 
 @njit(cache=True, nogil=True)
 def _copy(out: U8, at: int, src: U8, start: int, stop: int) -> int:
-    for i in range(start, stop):
-        out[at] = src[i]
-        at += 1
-    return at
+    end = at + stop - start
+    out[at:end] = src[start:stop]
+    return end
 
 
 @njit(cache=True, nogil=True)
@@ -130,13 +128,6 @@ def packed(pieces: Sequence[bytes]) -> tuple[U8, I64]:
     np.cumsum(np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces)),
               out=offsets[1:])
     return np.frombuffer(b"".join(pieces), dtype=np.uint8), offsets
-
-
-def split(buffer: U8, starts: I64) -> list[bytes]:
-    """One bytes object per row out of a kernel's buffer."""
-    data = buffer.tobytes()
-    bounds = starts.tolist()
-    return [data[a:b] for a, b in pairwise(bounds)]
 
 
 def warm_up() -> None:

@@ -43,9 +43,8 @@ _SIMPLE_TYPES = frozenset({"counter", "gauge", "summary", "histogram", "unknown"
 # Changed series formatted between two yields to the event loop (about 1 ms of work),
 # so a scrape never holds up a beacon for long.
 RENDER_CHUNK = 200
-# The same for the compiled path, which costs a few microseconds per series.
-COMPILED_CHUNK = 1000
 # Series per part of a family's cached text: a change re-joins only its part (about 1 MB).
+# The compiled path formats this many series between yields (a few microseconds each).
 PART_ROWS = 1000
 
 
@@ -120,21 +119,50 @@ class Layout:
                     if v or not omit_zero]))
         return out
 
-    def compiled(self, rows: ArrayRows, which: npt.NDArray[np.int64]) -> list[bytes]:
-        """What `lines` gives, encoded, for rows that hand out arrays: floats go through
-        format_number here, everything else through the kernel."""
+    def encoded(self, rows: Rows, which: npt.NDArray[np.int64]) -> Chunk:
+        """`lines` of some rows as one UTF-8 text and where each row's text starts."""
+        texts = [t.encode() for t in self.lines(rows.texts(which), rows.values(which))]
+        return b"".join(texts), _offsets(texts).tolist()
+
+    def compiled(self, rows: ArrayRows, which: npt.NDArray[np.int64]) -> Chunk:
+        """What `encoded` gives, for rows that hand out arrays: floats go through
+        format_number's rules here, everything else through the kernel."""
         arrays = rows.arrays(which)
         if arrays is None:
-            return [t.encode() for t in self.lines(rows.texts(which), rows.values(which))]
+            return self.encoded(rows, which)
         ints, floats, float_col = arrays
         labels, label_off = kernel.packed(rows.label_bytes(which))
-        ftext, ftext_off = kernel.packed(
-            [format_number(v).encode() for v in floats.ravel().tolist()])
+        texts = float_texts(floats)
         buffer, starts = kernel.render_lines(
             labels, label_off, *self.pre, *self.mid, *self.bare,
-            np.ascontiguousarray(ints, dtype=np.int64), float_col, ftext, ftext_off,
+            np.ascontiguousarray(ints, dtype=np.int64), float_col,
+            np.frombuffer("".join(texts).encode(), dtype=np.uint8), _offsets(texts),
             self.omit_zero)
-        return kernel.split(buffer, starts)
+        return buffer.tobytes(), starts.tolist()
+
+
+# Some rows' text as one bytes object and the offset where each row starts (len + 1).
+Chunk = tuple[bytes, list[int]]
+
+
+def _offsets(pieces: Sequence[bytes | str]) -> npt.NDArray[np.int64]:
+    """Start of each piece in their concatenation, and the end (len + 1 entries)."""
+    offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces)),
+              out=offsets[1:])
+    return offsets
+
+
+def float_texts(values: npt.NDArray[np.float64]) -> list[str]:
+    """format_number of every value (row-major), without a Python call per value: repr,
+    then format_number only where it differs (NaN, infinities, integral values)."""
+    flat = values.ravel()
+    texts = list(map(float.__repr__, flat.tolist()))
+    with np.errstate(invalid="ignore"):
+        special = ~np.isfinite(flat) | ((flat == np.trunc(flat)) & (np.abs(flat) < 1e15))
+    for i in np.flatnonzero(special).tolist():
+        texts[i] = format_number(float(flat[i]))
+    return texts
 
 
 class _Block:
@@ -163,41 +191,49 @@ class _Block:
         return bool(np.array_equal(self.ids, marks.ids))
 
     def update(
-        self, marks: Marks, stale: npt.NDArray[np.int64], fresh: list[bytes]
+        self, marks: Marks, stale: npt.NDArray[np.int64], chunks: list[Chunk], step: int
     ) -> Iterator[None]:
-        """Build the new parts (fresh text for stale rows, old text for the others),
-        yielding after each part joined, so the caller can let the event loop run."""
+        """Build the new parts: the fresh text of the stale rows (in `chunks`, `step`
+        stale rows each, in order), the old text of the others. Yields after each part
+        joined, so the caller can let the event loop run."""
         ids = marks.ids
         n = len(ids)
         same = self.same(marks)
         changed = np.zeros(n, dtype=np.bool_)
         changed[stale] = True
+        # Every row changed and each chunk is one part: the chunks are the parts.
+        whole = len(stale) == n and step == PART_ROWS
         lengths = np.zeros(n, dtype=np.int64)
         if same:
             lengths[:] = np.diff(self.starts)
-        fresh_at = dict(zip(stale.tolist(), fresh, strict=True))
+        position = np.full(n, -1, dtype=np.int64)  # row -> its index among the stale rows
+        position[stale] = np.arange(len(stale))
         old_where = self.where[ids].tolist()
         old_starts = self.starts.tolist()
         views = [memoryview(part) for part in self.parts]
+        fresh_views = [memoryview(data) for data, _ in chunks]
         parts: list[bytes] = []
         for k, first in enumerate(range(0, n, PART_ROWS)):
             last = min(n, first + PART_ROWS)
             if same and not changed[first:last].any():
                 parts.append(self.parts[k])
                 continue
-            if changed[first:last].all():
-                pieces: list[bytes | memoryview] = [fresh_at[r] for r in range(first, last)]
-            else:
-                pieces = []
-                for row in range(first, last):
-                    text = fresh_at.get(row)
-                    if text is None:
-                        w = old_where[row]
-                        base = old_starts[w - w % PART_ROWS]
-                        pieces.append(views[w // PART_ROWS][old_starts[w] - base
-                                                            : old_starts[w + 1] - base])
-                    else:
-                        pieces.append(text)
+            if whole:
+                data, starts = chunks[k]
+                parts.append(data)
+                lengths[first:last] = np.diff(starts)
+                continue
+            pieces: list[bytes | memoryview] = []
+            for row, p in zip(range(first, last), position[first:last].tolist(), strict=True):
+                if p < 0:
+                    w = old_where[row]
+                    base = old_starts[w - w % PART_ROWS]
+                    pieces.append(views[w // PART_ROWS][old_starts[w] - base
+                                                        : old_starts[w + 1] - base])
+                else:
+                    starts = chunks[p // step][1]
+                    i = p % step
+                    pieces.append(fresh_views[p // step][starts[i] : starts[i + 1]])
             lengths[first:last] = np.fromiter(map(len, pieces), dtype=np.int64,
                                               count=last - first)
             parts.append(b"".join(pieces))
@@ -255,17 +291,15 @@ class Writer:
             out.extend(block.parts)
             return
         fast = rows if self.compiled and isinstance(rows, ArrayRows) else None
-        step = COMPILED_CHUNK if fast is not None else RENDER_CHUNK
-        fresh: list[bytes] = []
+        step = PART_ROWS if fast is not None else RENDER_CHUNK
+        chunks: list[Chunk] = []
         for start in range(0, len(stale), step):
             if start:
                 await asyncio.sleep(0)
             part = stale[start : start + step]
-            if fast is not None:
-                fresh += layout.compiled(fast, part)
-            else:
-                fresh += [t.encode() for t in layout.lines(rows.texts(part), rows.values(part))]
-        for _ in block.update(marks, stale, fresh):
+            chunks.append(layout.compiled(fast, part) if fast is not None
+                          else layout.encoded(rows, part))
+        for _ in block.update(marks, stale, chunks, step):
             await asyncio.sleep(0)
         out.extend(block.parts)
 
