@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from itertools import pairwise
 import time
 
 import numpy as np
@@ -179,7 +180,7 @@ def test_kernel_lines_equal_python_lines_for_any_numbers(data, columns, rows, om
     which = np.arange(rows, dtype=np.int64)
     expected = [t.encode() for t in layout.lines(rows_.texts(which), rows_.values(which))]
     data, starts = layout.compiled(rows_, which)
-    assert [data[a:b] for a, b in zip(starts[:-1], starts[1:], strict=True)] == expected
+    assert [data[a:b] for a, b in pairwise(starts)] == expected
     assert (data, starts) == layout.encoded(rows_, which)
 
 
