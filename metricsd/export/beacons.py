@@ -261,6 +261,8 @@ class StoreSource:
         # slot -> (key, escaped label string, its UTF-8); a reused slot is noticed by its key.
         self._label_cache: list[tuple[tuple[str, ...], str, bytes] | None] = (
             [None] * store.pool.slots)
+        # store family -> (the stats of the last read, every row's label bytes)
+        self._bytes_memo: dict[str, tuple[WindowStats, list[bytes]]] = {}
 
     @property
     def families(self) -> Sequence[Family]:
@@ -295,8 +297,15 @@ class StoreSource:
         return [hit[1] for hit in self._labels(family, stats, rows)]
 
     def label_bytes(self, family: SeriesFamily, stats: WindowStats, rows: I64) -> list[bytes]:
-        """The same, UTF-8 encoded (the compiled writer's input)."""
-        return [hit[2] for hit in self._labels(family, stats, rows)]
+        """The same, UTF-8 encoded (the compiled writer's input). Listed once per read of
+        a store family (`stats`), which all of its views share."""
+        memo = self._bytes_memo.get(family.spec.name)
+        if memo is None or memo[0] is not stats:
+            every = np.arange(len(stats.keys), dtype=np.int64)
+            memo = (stats, [hit[2] for hit in self._labels(family, stats, every)])
+            self._bytes_memo[family.spec.name] = memo
+        texts = memo[1]
+        return [texts[i] for i in rows.tolist()]
 
     def read(self) -> Reader:
         """Window stats at one instant, computed once per store family and shared."""
