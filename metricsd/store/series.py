@@ -153,10 +153,13 @@ class SeriesFamily:
         owners, zeros, counts = native_counts(
             slots, values, exponential.ZERO_THRESHOLD, exponential.BOUNDS, exponential.SCHEMA,
             exponential.MIN_KEY, exponential.MAX_KEY, self._native_index)
-        self.native_zero[owners] += zeros
-        for slot, row in zip(owners.tolist(), counts, strict=True):
-            if row.any():
-                self.native_row(slot)[:] += row
+        if zeros.any():
+            self.native_zero[owners] += zeros
+        for slot, row, used in zip(owners.tolist(), counts, counts.any(axis=1).tolist(),
+                                   strict=True):
+            if used:
+                native = self.native_row(slot)
+                np.add(native, row, out=native)
 
     def native_row(self, slot: int) -> npt.NDArray[np.int64]:
         """The exponential bucket counts of a slot, created at its first positive sample."""
