@@ -155,7 +155,7 @@ class SeriesFamily:
             exponential.MIN_KEY, exponential.MAX_KEY, self._native_index)
         if zeros.any():
             self.native_zero[owners] += zeros
-        used_rows: list[bool] = counts.any(axis=1).tolist()
+        used_rows: list[bool] = np.any(counts, axis=1).tolist()
         for slot, row, used in zip(owners.tolist(), counts, used_rows, strict=True):
             if used:
                 native = self.native_row(slot)
