@@ -101,7 +101,7 @@ def classify(exc: BaseException) -> tuple[str, str]:
         return "insufficient_privilege", f"{exc}; {PRIVILEGE_HINT}"
     if isinstance(exc, OSError | asyncpg.PostgresConnectionError | asyncpg.InterfaceError
                   | asyncpg.ConnectionDoesNotExistError | asyncpg.AdminShutdownError
-                  | asyncpg.CannotConnectNowError):
+                  | asyncpg.CannotConnectNowError | asyncpg.InternalClientError):
         return "connection_error", f"{type(exc).__name__}: {exc}"
     if isinstance(exc, asyncpg.PostgresError):
         return "query_error", f"{type(exc).__name__}: {exc}"
@@ -131,6 +131,8 @@ class TargetState:
         self.locks = {name: asyncio.Lock() for name in collectors}
         self.up = False
         self.last_up: float | None = None
+        self.down_logged = False  # the outage was logged; cleared when the server answers
+        self.up_since = -float("inf")  # start time of the scrape that last set `up`
 
     def data(self, collector: str) -> Any:
         """The payload of the collector's latest successful snapshot, or None."""
@@ -220,6 +222,10 @@ class PgState:
         except Exception as exc:  # never raise into the scheduler; cancellation still does
             status, message = classify(exc)
             answered = answered_by_server(exc, status)
+            if answered is None:  # no answer in time: busy, or gone? Ask on a new connection.
+                answered = await ts.pg.answers()
+                if not answered:
+                    status, message = "connection_error", ts.pg.last_error
             if status == "error":
                 log.exception("postgres target %s collector %s failed", ts.name, name)
         health.duration_s = time.perf_counter() - started
@@ -242,12 +248,24 @@ class PgState:
         else:
             if status != "unsupported_version":
                 health.errors[status] += 1
-            if status not in health.logged:
+            if status == "connection_error":
+                # An outage is one event for the whole target, not one per collector.
+                if not ts.down_logged and now >= ts.up_since:
+                    ts.down_logged = True
+                    log.warning("postgres target %s is down: %s (logged once until it answers"
+                                " again)", ts.name, message)
+            elif status not in health.logged:
                 health.logged.add(status)
                 level = logging.INFO if status == "unsupported_version" else logging.WARNING
                 log.log(level, "postgres target %s collector %s: %s: %s (logged once until it"
                         " recovers)", ts.name, name, status, message)
-        if answered is not None:
+        # The latest-started scrape decides: one that began before a failure was seen (and
+        # answered just before the server went away) must not flip `up` back for a moment.
+        if answered is not None and now >= ts.up_since:
+            ts.up_since = now
+            if answered and ts.down_logged:
+                ts.down_logged = False
+                log.info("postgres target %s answers again", ts.name)
             ts.up = answered
         if ts.up and answered:
             ts.last_up = now
