@@ -39,7 +39,7 @@ def _key(rng: np.random.Generator) -> tuple[str, str, str]:
 
 
 def _mutate(store: Store, rng: np.random.Generator, now: float) -> None:
-    """New series, a few new samples, odd sums and a Web Vital or two."""
+    """New series, a few new samples, odd sums, samples of every other store family."""
     api = store.families["api"]
     for _ in range(int(rng.integers(1, 40))):
         value = float(rng.lognormal(-3, 2)) if rng.random() < 0.9 else float(rng.integers(3))
@@ -49,11 +49,16 @@ def _mutate(store: Store, rng: np.random.Generator, now: float) -> None:
     for slot in rng.choice(slots, size=min(3, len(slots)), replace=False).tolist():
         api.sums[slot] = rng.choice([math.nan, math.inf, -0.0, 1e15, 2.0**60, 7.0, 1e-320])
         store.pool.version[slot] += 1  # what a write does: the series' text is stale
-    vital = next(name for name in store.families if name != "api")
-    for _ in range(int(rng.integers(0, 5))):
-        store.observe(vital, (ODD[int(rng.integers(len(ODD)))],), float(rng.uniform(0, 5000)),
-                      now - float(rng.uniform(0, 400)), int(rng.integers(0, 3)),
-                      int(rng.integers(0, 2)))
+    for name, family in store.families.items():  # Web Vitals and every other kind
+        if name == "api":
+            continue
+        spec = family.spec
+        for _ in range(int(rng.integers(0, 3))):
+            key = tuple(ODD[int(rng.integers(len(ODD)))] for _ in spec.labels)
+            store.observe(name, key, float(rng.uniform(0, 5000)),
+                          now - float(rng.uniform(0, 400)),
+                          int(rng.integers(0, max(1, len(spec.tags)))),
+                          int(rng.integers(0, max(1, len(spec.extras)))))
 
 
 async def _text(writer: Writer, openmetrics: bool) -> bytes:
