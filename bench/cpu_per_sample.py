@@ -3,6 +3,7 @@ for two source trees in alternating rounds: robust on a loaded machine, unlike r
 
 Run: .venv/bin/python bench/cpu_per_sample.py SECONDS ROUNDS BASELINE_TREE CANDIDATE_TREE...
 (e.g. a `git worktree` of main and one of a branch); CASES=single_timing,... selects cases.
+Without arguments (`make bench`): 4 s, 3 rounds, this tree against `bare` and `naive:columnar`.
 A tree may also be `bare` (bench/bare_server.py: read the body, 204) or `naive:rows` /
 `naive:columnar` (bench/naive_server.py), the baselines of issue 12's ratios: their CPU per
 request against metricsd's is what bounds the requests/s ratio on a pinned core.
@@ -23,8 +24,11 @@ HERE = Path(__file__).resolve().parent
 
 VITAL = json.dumps({"name": "LCP", "value": 1200.0, "rating": "good", "delta": 1200.0,
                     "id": "v1", "page": "/home/123", "navigationType": "navigate"})
-TREES = dict(zip(["main", "branch", *sys.argv[5:]], sys.argv[3:], strict=True))
-seconds, rounds = int(sys.argv[1]), int(sys.argv[2])
+if len(sys.argv) > 4:
+    TREES = dict(zip(["main", "branch", *sys.argv[5:]], sys.argv[3:], strict=True))
+else:  # `make bench`: this tree against the baseline servers
+    TREES = {"metricsd": str(HERE.parent), "bare": "bare", "naive:columnar": "naive:columnar"}
+seconds, rounds = (int(sys.argv[1]), int(sys.argv[2])) if len(sys.argv) > 2 else (4, 3)
 ALL = {"single_timing": ("/v1/beacons/timings", SINGLE, 1),
          "single_vital": ("/v1/beacons/vitals", VITAL, 1),
          "batch_100": ("/v1/beacons/timings", batch(100), 100),
@@ -69,8 +73,9 @@ for _ in range(rounds):
         p.wait(10)
         os.unlink(cfg.name)
 med = {c: {t: round(median(v), 2) for t, v in d.items()} for c, d in res.items()}
+first = next(iter(TREES))
 for c in med:
     for t in TREES:
-        if t != "main":
-            med[c][f"ratio_{t}_to_main"] = round(med[c][t] / med[c]["main"], 3)
+        if t != first:
+            med[c][f"ratio_{t}_to_{first}"] = round(med[c][t] / med[c][first], 3)
 print(json.dumps({"cpu_us_per_sample": res, "median": med}, indent=1))
