@@ -1,7 +1,8 @@
 """Beacon ingestion over loopback: throughput vs a bare aiohttp handler, batches, p99 latency.
 
 Server pinned to core 0, wrk to core 1; every comparison is measured in the same run.
-Run: .venv/bin/python bench/ingest.py [--seconds 8] [--rounds 3] [--only single,batches,latency]
+Run: .venv/bin/python bench/ingest.py [--seconds 8] [--rounds 3] [--history-only]
+     [--only history,single,batches,latency]
      [--latency-series 1000,10000] [--latency-rounds 1]
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import tempfile
 import threading
 import time
 import urllib.request
@@ -142,15 +144,45 @@ def latency(seconds: int, max_rps: float, series: int = 1000,
     return out
 
 
+def history_cost(seconds: int, rounds: int) -> dict[str, float]:
+    """The history's tap on the hot path: the same loads without and with history.path,
+    alternating in one run (single beacons, batches of 1000 rows, columnar 10x100)."""
+    out: dict[str, float] = {}
+    loads = (("single", SINGLE, 32, 1), ("batch_1000", batch(1000), 16, 1000),
+             ("columnar_10x100", columnar(10, 100), 16, 1000))
+    with tempfile.TemporaryDirectory() as tmp:
+        with_history = CONFIG + f"history: {{path: {tmp}/history.sqlite}}\n"
+        for name, body, connections, size in loads:
+            rates: dict[str, list[float]] = {"off": [], "on": []}
+            for _ in range(rounds):
+                for mode, config in (("off", CONFIG), ("on", with_history)):
+                    with metricsd(config) as url:
+                        r = wrk(url, post_lua("/v1/beacons/timings", body), seconds,
+                                connections=connections)
+                        rates[mode].append(r["rps"] * size)
+            off, on = median(rates["off"]), median(rates["on"])
+            out[f"{name}_samples_per_s_without"] = off
+            out[f"{name}_samples_per_s_with"] = on
+            out[f"{name}_ratio"] = on / off
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--only", default="single,batches,latency")
+    parser.add_argument("--history-only", action="store_true",
+                        help="only the with/without history comparison")
+    parser.add_argument("--only", default="history,single,batches,latency")
     parser.add_argument("--latency-series", default="1000,10000")
     parser.add_argument("--latency-rounds", type=int, default=1)
     args = parser.parse_args()
-    only = set(args.only.split(","))
+    only = {"history"} if args.history_only else set(args.only.split(","))
+    if "history" in only:
+        print(json.dumps({"history_tap": history_cost(args.seconds, args.rounds)}, indent=1),
+              flush=True)
+    if only == {"history"}:
+        return
     single = single_ratio(args.seconds, args.rounds)  # the latency runs' target comes from it
     print(json.dumps({"single": single}, indent=1), flush=True)
     if "batches" in only:
