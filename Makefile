@@ -25,6 +25,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e '.[uvloop]'
 	$(PY) -c 'from metricsd.store.series import warm_up; warm_up(2048)'  # compile kernels once
+	$(PY) -c 'from metricsd.export import kernel; kernel.warm_up()'  # and the /metrics kernel
 	touch $@
 
 # The Python client is its own distribution (clients/python); tests use it installed.

@@ -1,7 +1,9 @@
 """Beacon ingestion over loopback: throughput vs a bare aiohttp handler, batches, p99 latency.
 
 Server pinned to core 0, wrk to core 1; every comparison is measured in the same run.
-Run: .venv/bin/python bench/ingest.py [--seconds 8] [--rounds 3]
+Run: .venv/bin/python bench/ingest.py [--seconds 8] [--rounds 3] [--history-only]
+     [--only history,single,batches,latency]
+     [--latency-series 1000,10000] [--latency-rounds 1]
 """
 
 from __future__ import annotations
@@ -94,14 +96,23 @@ def scraper(url: str, stop: threading.Event, times: list[float]) -> None:
         stop.wait(max(0.0, 1.0 - (time.perf_counter() - start)))
 
 
-def latency(seconds: int, max_rps: float, series: int = 1000) -> dict[str, float]:
-    """p99 at 80% of the maximum single-beacon rate, without and with a scrape per second."""
+def latency_config(series: int) -> str:
+    """Every series to API timings (the default budget gives them 70 % of max_series)."""
+    return ("ingest: {rate_limit: {enabled: false}, "
+            f"max_series: {series + 10}, budgets: {{timings: {series}}}}}\n")
+
+
+def latency(seconds: int, max_rps: float, series: int = 1000,
+            rounds: int = 1) -> dict[str, float]:
+    """p99 at 80% of the maximum single-beacon rate, without and with a scrape per second;
+    rounds alternate without/with, medians."""
     connections = 16
     target = 0.8 * max_rps
     delay_ms = connections * 1000.0 / target
-    out: dict[str, float] = {"target_rps": target, "series": series}
-    for scrape in (False, True):
-        with metricsd(CONFIG) as url:
+    out: dict[str, float] = {"target_rps": target, "series": series, "rounds": rounds}
+    runs: dict[str, list[float]] = {}
+    for scrape in [False, True] * rounds:
+        with metricsd(latency_config(series)) as url:
             # A realistic store: `series` API series with 256 samples each.
             for start in [s for s in range(0, series, 100) for _ in range(4)]:
                 body = json.dumps([{"service": "bench", "route": f"/s{start + i}",
@@ -110,6 +121,8 @@ def latency(seconds: int, max_rps: float, series: int = 1000) -> dict[str, float
                 req = urllib.request.Request(f"{url}/v1/beacons/timings", data=body.encode(),
                                              headers={"Content-Type": "application/json"})
                 urllib.request.urlopen(req, timeout=30).read()
+            # Steady state: one scrape first in both runs (the first one formats everything).
+            urllib.request.urlopen(f"{url}/metrics", timeout=60).read()
             stop, times = threading.Event(), []
             thread = threading.Thread(target=scraper, args=(url, stop, times))
             if scrape:
@@ -119,12 +132,15 @@ def latency(seconds: int, max_rps: float, series: int = 1000) -> dict[str, float
             stop.set()
             if scrape:
                 thread.join()
-                out["scrape_median_ms"] = median(times) * 1000
+                runs.setdefault("scrape_median_ms", []).append(median(times) * 1000)
             key = "with_scrape" if scrape else "no_scrape"
-            out[f"{key}_rps"] = r["rps"]
-            out[f"{key}_p50_ms"] = r.get("p50_ms", float("nan"))
-            out[f"{key}_p99_ms"] = r.get("p99_ms", float("nan"))
+            runs.setdefault(f"{key}_rps", []).append(r["rps"])
+            runs.setdefault(f"{key}_p50_ms", []).append(r.get("p50_ms", float("nan")))
+            runs.setdefault(f"{key}_p99_ms", []).append(r.get("p99_ms", float("nan")))
+    out.update({k: median(v) for k, v in runs.items()})
     out["p99_ratio"] = out["with_scrape_p99_ms"] / out["no_scrape_p99_ms"]
+    out["p99_ratios_per_round"] = [w / n for w, n in zip(runs["with_scrape_p99_ms"],
+                                                         runs["no_scrape_p99_ms"], strict=True)]
     return out
 
 
@@ -157,15 +173,24 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--history-only", action="store_true",
                         help="only the with/without history comparison")
+    parser.add_argument("--only", default="history,single,batches,latency")
+    parser.add_argument("--latency-series", default="1000,10000")
+    parser.add_argument("--latency-rounds", type=int, default=1)
     args = parser.parse_args()
-    print(json.dumps({"history_tap": history_cost(args.seconds, args.rounds)}, indent=1),
-          flush=True)
-    if args.history_only:
+    only = {"history"} if args.history_only else set(args.only.split(","))
+    if "history" in only:
+        print(json.dumps({"history_tap": history_cost(args.seconds, args.rounds)}, indent=1),
+              flush=True)
+    if only == {"history"}:
         return
-    single = single_ratio(args.seconds, args.rounds)
+    single = single_ratio(args.seconds, args.rounds)  # the latency runs' target comes from it
     print(json.dumps({"single": single}, indent=1), flush=True)
-    print(json.dumps(batches(args.seconds, args.rounds), indent=1), flush=True)
-    print(json.dumps({"latency": latency(args.seconds, single["metricsd_rps"])}, indent=1))
+    if "batches" in only:
+        print(json.dumps(batches(args.seconds, args.rounds), indent=1), flush=True)
+    if "latency" in only:
+        for series in (int(s) for s in args.latency_series.split(",")):
+            print(json.dumps({"latency": latency(args.seconds, single["metricsd_rps"], series,
+                                                 args.latency_rounds)}, indent=1), flush=True)
 
 
 if __name__ == "__main__":

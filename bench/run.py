@@ -23,7 +23,8 @@ def main(names: list[str]) -> int:
         scripts = [p for p in scripts if p.stem in names]
     # Compile the store's kernels once, so no benchmark's server spends its start on it.
     subprocess.call([sys.executable, "-c",
-                     "from metricsd.store.series import warm_up; warm_up(2048)"], cwd=HERE.parent)
+                     "from metricsd.store.series import warm_up; warm_up(2048); "
+                     "from metricsd.export import kernel; kernel.warm_up()"], cwd=HERE.parent)
     failed = 0
     for script in scripts:
         print(f"\n=== {script.stem} ===", flush=True)

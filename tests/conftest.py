@@ -21,9 +21,11 @@ pytest_plugins = [
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Compile the store's kernels into numba's disk cache before any test starts a
     metricsd process: a cold cache would spend the process's startup budget compiling."""
+    from metricsd.export import kernel
     from metricsd.store.series import warm_up
 
     warm_up(2048)
+    kernel.warm_up()
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -36,8 +36,12 @@ from metricsd.export.native import with_native
 from metricsd.store.series import QUANTILES, FamilySpec, SeriesFamily, Store, WindowStats
 from metricsd.store.snapshot import StoreSnapshot
 
+I64 = npt.NDArray[np.int64]
 # Values of some rows of a store family: one list per row, one value per column.
-ValuesOf = Callable[[SeriesFamily, WindowStats, npt.NDArray[np.int64]], list[list[Value]]]
+ValuesOf = Callable[[SeriesFamily, WindowStats, I64], list[list[Value]]]
+# The same values as arrays for the compiled writer (ArrayRows.arrays).
+Arrays = tuple[I64, npt.NDArray[np.float64], I64]
+ArraysOf = Callable[[SeriesFamily, WindowStats, I64], Arrays]
 
 
 def histogram_values(
@@ -50,6 +54,19 @@ def histogram_values(
     return [[*c, c[-1], s] for c, s in zip(cumulative, sums, strict=True)]
 
 
+def histogram_arrays(family: SeriesFamily, stats: WindowStats, rows: I64) -> Arrays:
+    """histogram_values as arrays: the _sum is the one float column."""
+    slots = stats.slots[rows]
+    buckets = family.buckets[slots]
+    width = buckets.shape[1]
+    ints = np.zeros((len(rows), width + 2), dtype=np.int64)
+    np.cumsum(buckets, axis=1, out=ints[:, :width])
+    ints[:, width] = ints[:, width - 1]
+    float_col = np.full(width + 2, -1, dtype=np.int64)
+    float_col[width + 1] = 0
+    return ints, family.sums[slots].reshape(-1, 1), float_col
+
+
 def summary_values(
     family: SeriesFamily, stats: WindowStats, rows: npt.NDArray[np.int64]
 ) -> list[list[Value]]:
@@ -59,6 +76,26 @@ def summary_values(
     sums = family.sums[slots].tolist()
     return [[*q, n, s] for q, n, s in zip(stats.quantiles[rows].tolist(), counts, sums,
                                           strict=True)]
+
+
+def summary_arrays(family: SeriesFamily, stats: WindowStats, rows: I64) -> Arrays:
+    """summary_values as arrays: quantiles and _sum are floats, _count an integer."""
+    slots = stats.slots[rows]
+    q = stats.quantiles.shape[1]
+    ints = np.zeros((len(rows), q + 2), dtype=np.int64)
+    ints[:, q] = family.buckets[slots].sum(axis=1)
+    floats = np.empty((len(rows), q + 1))
+    floats[:, :q] = stats.quantiles[rows]
+    floats[:, q] = family.sums[slots]
+    float_col = np.full(q + 2, -1, dtype=np.int64)
+    float_col[:q] = np.arange(q)
+    float_col[q + 1] = q
+    return ints, floats, float_col
+
+
+def _integers(ints: I64) -> Arrays:
+    """Arrays of integer columns only."""
+    return (ints, np.zeros((len(ints), 0)), np.full(ints.shape[1], -1, dtype=np.int64))
 
 
 def tag_totals(
@@ -78,6 +115,19 @@ def tag_extra_totals(
     return cast(list[list[Value]], counts.reshape(len(rows), width).tolist())
 
 
+def tag_totals_arrays(family: SeriesFamily, stats: WindowStats, rows: I64) -> Arrays:
+    return _integers(family.counters[stats.slots[rows]].sum(axis=2))
+
+
+def tag_extra_totals_arrays(family: SeriesFamily, stats: WindowStats, rows: I64) -> Arrays:
+    counts = family.counters[stats.slots[rows]]
+    return _integers(counts.reshape(len(rows), counts.shape[1] * counts.shape[2]))
+
+
+def window_tags_arrays(family: SeriesFamily, stats: WindowStats, rows: I64) -> Arrays:
+    return _integers(stats.tag_counts[rows].astype(np.int64, copy=False))
+
+
 def window_tags(
     family: SeriesFamily, stats: WindowStats, rows: npt.NDArray[np.int64]
 ) -> list[list[Value]]:
@@ -93,6 +143,11 @@ class View:
     family: Family
     parts: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]  # (store family, const labels)
     values: ValuesOf
+
+    @property
+    def arrays(self) -> ArraysOf | None:
+        """The array form of `values`, when it has one (the compiled writer uses it)."""
+        return ARRAYS.get(self.values)
 
 
 def window_help(store: Store) -> str:
@@ -125,6 +180,16 @@ def window_tag_gauge(name: str, help: str, series: FamilySpec, label: str) -> Vi
     return View(Family(name, "gauge", help, series.labels,
                        value_columns(label, "gauge", series.tags)),
                 ((series.name, ()),), window_tags)
+
+
+# Every ValuesOf above and its array form: a pair must give the same values (tests check).
+ARRAYS: dict[ValuesOf, ArraysOf] = {
+    histogram_values: histogram_arrays,
+    summary_values: summary_arrays,
+    tag_totals: tag_totals_arrays,
+    tag_extra_totals: tag_extra_totals_arrays,
+    window_tags: window_tags_arrays,
+}
 
 
 class StoreRows:
@@ -170,6 +235,17 @@ class StoreRows:
     def values(self, rows: npt.NDArray[np.int64]) -> Sequence[Sequence[Value]]:
         return self.view.values(self.family, self.stats, rows)
 
+    def label_bytes(self, rows: I64) -> list[bytes]:
+        texts = self.source.label_bytes(self.family, self.stats, rows)
+        if self.prefix:
+            prefix = self.prefix.encode()
+            return [prefix + t for t in texts]
+        return texts
+
+    def arrays(self, rows: I64) -> Arrays | None:
+        arrays = self.view.arrays
+        return None if arrays is None else arrays(self.family, self.stats, rows)
+
 
 class StoreSource:
     """The beacon store as a family source; the store is read, never written."""
@@ -182,8 +258,11 @@ class StoreSource:
         self.views = list(views)
         self._families = [v.family for v in self.views]
         self._by_name = {v.family.name: v for v in self.views}
-        # slot -> (key, escaped label string); a reused slot is noticed by its key.
-        self._label_cache: list[tuple[tuple[str, ...], str] | None] = [None] * store.pool.slots
+        # slot -> (key, escaped label string, its UTF-8); a reused slot is noticed by its key.
+        self._label_cache: list[tuple[tuple[str, ...], str, bytes] | None] = (
+            [None] * store.pool.slots)
+        # store family -> (the stats of the last read, every row's label bytes)
+        self._bytes_memo: dict[str, tuple[WindowStats, list[bytes]]] = {}
 
     @property
     def families(self) -> Sequence[Family]:
@@ -193,9 +272,9 @@ class StoreSource:
         """Recompute stale window quantiles, sorting in a worker thread."""
         await self.store.refresh(now)
 
-    def label_texts(
+    def _labels(
         self, family: SeriesFamily, stats: WindowStats, rows: npt.NDArray[np.int64]
-    ) -> list[str]:
+    ) -> list[tuple[tuple[str, ...], str, bytes]]:
         """Escaped label strings of some rows, cached per slot (a reused slot is noticed)."""
         cache = self._label_cache
         names = family.spec.labels
@@ -205,10 +284,28 @@ class StoreSource:
             key = stats.keys[row]
             hit = cache[slot]
             if hit is None or hit[0] != key:
-                hit = (key, label_string(dict(zip(names, key, strict=True))))
+                text = label_string(dict(zip(names, key, strict=True)))
+                hit = (key, text, text.encode())
                 cache[slot] = hit
-            out.append(hit[1])
+            out.append(hit)
         return out
+
+    def label_texts(
+        self, family: SeriesFamily, stats: WindowStats, rows: npt.NDArray[np.int64]
+    ) -> list[str]:
+        """Escaped label strings of some rows."""
+        return [hit[1] for hit in self._labels(family, stats, rows)]
+
+    def label_bytes(self, family: SeriesFamily, stats: WindowStats, rows: I64) -> list[bytes]:
+        """The same, UTF-8 encoded (the compiled writer's input). Listed once per read of
+        a store family (`stats`), which all of its views share."""
+        memo = self._bytes_memo.get(family.spec.name)
+        if memo is None or memo[0] is not stats:
+            every = np.arange(len(stats.keys), dtype=np.int64)
+            memo = (stats, [hit[2] for hit in self._labels(family, stats, every)])
+            self._bytes_memo[family.spec.name] = memo
+        texts = memo[1]
+        return [texts[i] for i in rows.tolist()]
 
     def read(self) -> Reader:
         """Window stats at one instant, computed once per store family and shared."""

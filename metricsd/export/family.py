@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -139,6 +139,23 @@ class Rows(Protocol):
         ...
 
 
+@runtime_checkable
+class ArrayRows(Rows, Protocol):
+    """Rows that also hand out their values as arrays, for the compiled writer."""
+
+    def label_bytes(self, rows: npt.NDArray[np.int64]) -> list[bytes]:
+        """`texts(rows)` encoded as UTF-8."""
+        ...
+
+    def arrays(
+        self, rows: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]] | None:
+        """`values(rows)` as (ints: rows x columns, floats: rows x float columns, float_col:
+        per column its index among the float columns, -1 for an integer column); None when
+        these rows have no array form (the writer formats `values` instead)."""
+        ...
+
+
 @dataclass
 class RowList:
     """Rows held as plain lists: small families and immutable snapshots (PostgreSQL).
@@ -152,7 +169,7 @@ class RowList:
     label_texts: list[str] = field(default_factory=list)  # include `const`, escaped
     label_dicts: list[Labels] = field(default_factory=list)  # without `const`
     rows: list[tuple[Value, ...]] = field(default_factory=list)
-    text: str | None = None
+    text: bytes | None = None
     marks: Marks | None = None  # never cached by id: the whole block is memoised instead
 
     def add(self, labels: Labels, *values: Value, text: str | None = None) -> None:

@@ -69,9 +69,9 @@ class Registry(CollectorRegistry):
             await source.prepare(now)
 
 
-async def render(registry: Registry, openmetrics: bool) -> list[str]:
-    """Every member as exposition text pieces, in registration order."""
-    out: list[str] = []
+async def render(registry: Registry, openmetrics: bool) -> list[bytes]:
+    """Every member as exposition text pieces (UTF-8), in registration order."""
+    out: list[bytes] = []
     for collector in list(registry.members):
         if isinstance(collector, SourceCollector):
             await collector.writer.write(out, openmetrics)
@@ -79,7 +79,7 @@ async def render(registry: Registry, openmetrics: bool) -> list[str]:
         for metric in collector.collect():
             write_metric(out, metric, openmetrics)
     if openmetrics:
-        out.append("# EOF\n")
+        out.append(b"# EOF\n")
     return out
 
 

@@ -22,6 +22,7 @@ from metricsd.core import (
     current_config,
     register_reloader,
 )
+from metricsd.export import kernel
 from metricsd.export.beacons import StoreSource, View
 from metricsd.ingest import cache, operations, timings, vitals  # noqa: F401  (one per kind)
 from metricsd.ingest.assessment import AssessmentSource
@@ -60,6 +61,7 @@ def setup(app: web.Application) -> None:
     """Store, counters, beacon kinds and rate limiter; their families and readiness."""
     config = app[CONFIG].ingest
     warm_up(config.window.samples)  # compiled kernels: loaded now, not in the first request
+    kernel.warm_up()  # and the /metrics text kernel
     store = app[STORE] = Store(
         max_series=config.max_series,
         window_samples=config.window.samples,

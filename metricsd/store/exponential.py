@@ -34,6 +34,7 @@ MIN_SCHEMA = -4  # Prometheus's lowest schema (bounds growing 65536x)
 
 # frexp mantissas in [0.5, 1) that end each of the 2^SCHEMA buckets of one power of two.
 _BOUNDS = np.array([0.5 * 2.0 ** (i / 2**SCHEMA) for i in range(2**SCHEMA)])
+BOUNDS = _BOUNDS  # for the compiled batch path (store/kernels.py native_counts)
 
 
 def keys(values: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:

@@ -14,6 +14,7 @@ event loop keeps ingesting. Arithmetic matches numpy.percentile(method="linear")
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from typing import Any
@@ -338,3 +339,43 @@ def record_one(s: int, v: float, stamp: float, tag: int, extra: int, bounds: F64
     written[s] = seq + 1
     version[s] += 1
     return int(seq)
+
+
+@njit(cache=True, nogil=True)
+def native_counts(slots: I64, values: F64, zero_threshold: float, bounds: F64, schema: int,
+                  min_key: int, max_key: int, index: I64) -> tuple[I64, I64, I64]:
+    """Native histogram counts of a batch, grouped by slot: (distinct slots in order of
+    first appearance, their zero-bucket counts, their counts per key from min_key).
+
+    The key is exponential.keys' (frexp's exponent, then the mantissa's place among the
+    bounds), so grouping here gives what per-sample writes give. `index` is a slot-sized
+    scratch array of -1, left as it was found.
+    """
+    n = len(slots)
+    order = np.empty(n, dtype=np.int64)
+    distinct = 0
+    for i in range(n):
+        s = slots[i]
+        if index[s] < 0:
+            index[s] = distinct
+            order[distinct] = s
+            distinct += 1
+    width = max_key - min_key + 1
+    zeros = np.zeros(distinct, dtype=np.int64)
+    counts = np.zeros((distinct, width), dtype=np.int64)
+    for i in range(n):
+        row = index[slots[i]]
+        v = values[i]
+        if v > zero_threshold:
+            mantissa, exponent = math.frexp(v)
+            within = 0
+            while within < len(bounds) and bounds[within] < mantissa:
+                within += 1
+            key = within + (exponent - 1) * (1 << schema)
+            key = min(max(key, min_key), max_key)
+            counts[row, key - min_key] += 1
+        else:
+            zeros[row] += 1
+    for j in range(distinct):
+        index[order[j]] = -1
+    return order[:distinct].copy(), zeros, counts

@@ -90,7 +90,7 @@ async def test_any_labels_and_numbers_parse_back(rows, openmetrics):
     source = ListSource({gauge: [gauges] if rows else [], counter: [counters] if rows else []})
     registry = Registry()
     registry.add_source(source)
-    text = "".join(await render(registry, openmetrics))
+    text = b"".join(await render(registry, openmetrics)).decode()
     got, want = parsed(text, openmetrics), expected(source)
     assert got.keys() == want.keys()
     assert all(same(got[k], want[k]) for k in got), text
@@ -105,7 +105,7 @@ async def test_histogram_columns_are_cumulative_buckets_then_count_and_sum():
     block.add({"route": "/a"}, 1, 3, 4, 4, 2.5)  # buckets 0.1, 1.0, +Inf, _count, _sum
     registry = Registry()
     registry.add_source(ListSource({family: [block]}))
-    text = "".join(await render(registry, True))
+    text = b"".join(await render(registry, True)).decode()
     [parsed_family] = [f for f in om_parse(text) if f.name == "demo_seconds"]
     assert parsed_family.type == "histogram"
     buckets = {s.labels["le"]: s.value for s in parsed_family.samples
@@ -119,7 +119,7 @@ async def test_a_family_without_blocks_is_left_out_and_an_empty_block_keeps_its_
     absent = Family("demo_absent", "gauge", "absent")
     registry = Registry()
     registry.add_source(ListSource({present: [RowList()], absent: []}))
-    text = "".join(await render(registry, False))
+    text = b"".join(await render(registry, False)).decode()
     assert "# TYPE demo_present gauge" in text and "demo_absent" not in text
 
 

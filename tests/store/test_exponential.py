@@ -98,3 +98,28 @@ def test_store_scalar_and_batch_paths_agree_and_expiry_frees_rows():
     assert int(a.native[slot_a].sum()) == len(values) - 2
     assert one.expire(1000.0) == 1
     assert a.native == {}
+
+
+def test_compiled_batch_counts_equal_keys_at_bounds_extremes_and_zero():
+    """native_counts (the batch path) puts every value where key() does: each bound, the
+    floats next to it, out-of-range values, the zero bucket; grouped by slot."""
+    from metricsd.store.kernels import native_counts
+
+    bounds = [2.0 ** (k / 8) for k in range(ex.MIN_KEY - 3, ex.MAX_KEY + 3)]
+    values = np.array([*bounds, *(math.nextafter(b, math.inf) for b in bounds),
+                       *(math.nextafter(b, 0.0) for b in bounds), 0.0, ex.ZERO_THRESHOLD,
+                       math.nextafter(ex.ZERO_THRESHOLD, 1.0), 1e-300, 1e300, 5e-324])
+    rng = np.random.default_rng(8)
+    slots = rng.integers(0, 6, len(values)) * 3  # sparse, unordered slot numbers
+    index = np.full(20, -1, dtype=np.int64)
+    owners, zeros, counts = native_counts(slots, values, ex.ZERO_THRESHOLD, ex.BOUNDS,
+                                          ex.SCHEMA, ex.MIN_KEY, ex.MAX_KEY, index)
+    assert index.tolist() == [-1] * 20  # the scratch is left as found
+    assert sorted(owners.tolist()) == sorted(set(slots.tolist()))
+    for slot, zero, row in zip(owners.tolist(), zeros.tolist(), counts, strict=True):
+        mine = values[slots == slot]
+        expected = np.zeros(ex.WIDTH, dtype=np.int64)
+        for v in mine[mine > ex.ZERO_THRESHOLD].tolist():
+            expected[ex.key(v) - ex.MIN_KEY] += 1
+        np.testing.assert_array_equal(row, expected)
+        assert zero == int((mine <= ex.ZERO_THRESHOLD).sum())

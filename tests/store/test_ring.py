@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from metricsd.ingest import store_families
+from metricsd.store import exponential
 from metricsd.store.ring import RingPool, block_stats
 from metricsd.store.series import QUANTILES, Store
 
@@ -86,6 +87,7 @@ def test_compiled_writes_equal_plain_python_writes():
     slots_in = rng.integers(0, 5, n)
     values = rng.lognormal(-3, 2, n)
     values[::50] = 0.1  # exactly on a bucket bound
+    values[::41] = 0.0  # native histograms' zero bucket
     stamps = rng.uniform(0, 100, n)
     tags = rng.integers(0, 5, n).astype(np.uint8)
     extras = np.zeros(n, dtype=np.int64)
@@ -121,6 +123,12 @@ def test_compiled_writes_equal_plain_python_writes():
         np.testing.assert_array_equal(family.sums[:5], sums)
         np.testing.assert_array_equal(family.counters[:5], counters)
         np.testing.assert_array_equal(family.last_seen[:5], last_seen)
+    # Native histogram rows, grouped by slot inside a mixed batch, count what one-by-one did.
+    assert sorted(a.native) == sorted(b.native) == list(range(5))
+    for s in range(5):
+        np.testing.assert_array_equal(a.native[s], b.native[s])
+    np.testing.assert_array_equal(a.native_zero, b.native_zero)
+    assert int(b.native_zero[:5].sum()) == int((values <= exponential.ZERO_THRESHOLD).sum())
     mine = [int(t) for s, t in zip(slots_in, tags, strict=True) if s == 0]
     newest = {q % 256: mine[q] for q in range(len(mine))}  # column -> last tag written there
     assert ref.tags_of(0)[: len(newest)].tolist() == [newest[c] for c in range(len(newest))]
