@@ -257,7 +257,7 @@ async def test_databases_come_and_go_with_discovery(databases, make_state, caplo
     left = [r for r in caplog.records if databases.name("b") in r.getMessage()
             and "left" in r.getMessage()]
     assert len(left) == 1
-    assert pool is not None and pool._closed  # noqa: SLF001 (asyncpg has no public flag)
+    assert pool is not None and pool.is_closing()
     assert state.readiness("main")["ok"] is True
 
 
@@ -451,3 +451,48 @@ async def test_the_app_discovers_on_its_schedule(databases, make_config, aiohttp
                                                        databases.name("later")}
     databases.drop("later")
     await wait_for(lambda: seen("a"), limit_s=15, step=0.2)
+
+
+@pytest.mark.pg_versions("15", "18")
+async def test_plans_of_another_database_use_its_connection(databases, make_state):
+    from metricsd.postgres.plans import PlansService
+    from tests.postgres.test_plans import FakeClock, _orders
+
+    databases.create("a", extension=True)
+    databases.create("b")
+    _orders(databases.dsn("b"))
+    settings = {"slow_query_ms": 0.5, "plans": {"refresh_interval": 0, "per_round": 5}}
+    entries = {"multi": databases.target(), "plain": {"name": "main", "dsn": databases.dsn("a")}}
+    marker = f"m{uuid.uuid4().hex[:8]}"
+    columns = {"multi": "id, status", "plain": "id, note"}
+    outcomes = {}
+    for kind, entry in entries.items():
+        clock = FakeClock()
+        state = await make_state(entry, **settings)
+        state.clock = clock
+        service = PlansService(state, state.config, clock=clock)
+        assert await state.scrape("main", "statements") == "ok"
+        await state.scrape("main", "tables")  # `auto`: the first scrape discovers
+        conn = await asyncpg.connect(databases.dsn("b"))
+        try:
+            for _ in range(3):
+                for i in range(5):
+                    # Other columns per kind: pg_stat_statements keeps one text per
+                    # queryid, and comments do not change the queryid.
+                    await conn.fetch(f"SELECT {columns[kind]} /* {marker}{kind} */ FROM orders"
+                                     f" WHERE customer_id = $1", i)
+                await flush_stats(conn)
+                clock.now += 15.0
+                assert await state.scrape("main", "statements") == "ok"
+                await service.run("main")
+        finally:
+            await conn.close()
+        tracker = service.trackers["main"]
+        [tracked] = [t for t in tracker.tracked.values() if f"{marker}{kind}" in t.query]
+        assert tracked.key[0] == databases.name("b")
+        outcomes[kind] = (tracked.current is not None, dict(tracker.outcomes))
+    planned, counts = outcomes["multi"]
+    assert planned and counts["ok"] >= 1 and counts["failed"] == 0, counts
+    # Without `databases:` the target cannot reach database b: skipped, as before.
+    planned, counts = outcomes["plain"]
+    assert not planned and counts["skipped_other_database"] >= 1, counts
