@@ -449,6 +449,9 @@ async def test_the_app_discovers_on_its_schedule(databases, make_config, aiohttp
     body = await (await client.get("/v1/postgres/indexes?target=main")).json()
     assert {i["datname"] for i in body["indexes"]} == {databases.name("a"),
                                                        databases.name("later")}
+    summary = body["targets"]["main"]["databases"]
+    assert summary["mode"] == "auto" and summary["over_limit"] == 0
+    assert set(summary["collectors"]) == {databases.name("a"), databases.name("later")}
     databases.drop("later")
     await wait_for(lambda: seen("a"), limit_s=15, step=0.2)
 
@@ -496,3 +499,41 @@ async def test_plans_of_another_database_use_its_connection(databases, make_stat
     # Without `databases:` the target cannot reach database b: skipped, as before.
     planned, counts = outcomes["plain"]
     assert not planned and counts["skipped_other_database"] >= 1, counts
+
+
+@pytest.mark.pg_versions("15")
+async def test_reload_adds_and_removes_discovery_and_database_pools(
+        databases, aiohttp_client, tmp_path):
+    import yaml
+
+    from metricsd.config import load_config
+    from metricsd.core import SCHEDULER
+    from metricsd.postgres import PG_STATE
+
+    databases.create("a")
+    databases.create("b")
+    path = tmp_path / "metricsd.yml"
+    plain = {"postgres": {"targets": [{"name": "main", "dsn": databases.dsn("a")}]}}
+    path.write_text(yaml.safe_dump(plain))
+    client = await aiohttp_client(create_app(load_config(str(path), env={}), str(path)))
+    app = client.server.app
+    state = app[PG_STATE]
+
+    def jobs() -> set[str]:
+        return {job.id for job in app[SCHEDULER].get_jobs()}
+
+    assert "discover:main" not in jobs()
+    path.write_text(yaml.safe_dump({"postgres": {"targets": [databases.target()]}}))
+    assert (await client.post("/-/reload")).status == 200
+    assert {"discover:main", "scrape:main:tables", "scrape:main:indexes"} <= jobs()
+    assert await state.scrape("main", "tables") == "ok"
+    pools = [db.pg.pool for db in state.targets["main"].databases.values()]
+    assert len(pools) == 2
+    path.write_text(yaml.safe_dump(plain))
+    assert (await client.post("/-/reload")).status == 200
+    assert "discover:main" not in jobs()
+    assert all(pool is not None and pool.is_closing() for pool in pools)
+    assert not state.targets["main"].databases
+    assert await state.scrape("main", "tables") == "ok"
+    text = await (await client.get("/metrics")).text()
+    assert all("datname" not in dict(k) for k in samples(text, "metricsd_pg_tables_size_bytes"))
