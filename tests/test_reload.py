@@ -18,23 +18,6 @@ from metricsd.postgres import PG_STATE, PLANS
 from metricsd.web.reload import reload_config
 from tests.fixtures.binaries import require_binary
 
-TWO_RULES = """
-groups:
-  - name: demo
-    rules:
-      - alert: Kept
-        expr: demo_latency_seconds > 1
-      - alert: Dropped
-        expr: demo_latency_seconds > 1
-"""
-ONE_RULE = """
-groups:
-  - name: demo
-    rules:
-      - alert: Kept
-        expr: demo_latency_seconds > 1.5
-"""
-
 
 def _write(tmp_path, config: dict) -> str:
     path = tmp_path / "metricsd.yml"

@@ -2,7 +2,8 @@
 
 A segment is an id when it is all digits, a UUID, a run of 16+ hex characters, or an
 opaque token of 24+ URL-safe characters with a digit (ULIDs, base64 ids). Query strings
-and fragments are dropped. Results are cached: the same raw routes repeat all day.
+and fragments are dropped, and so are the scheme and host of a whole URL. Results are
+cached: the same raw routes repeat all day.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ _ID_SEGMENT = re.compile(
     re.VERBOSE,
 )
 
+_ABSOLUTE = re.compile(r"(?i)https?://")
+
 HTTP_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 )
@@ -29,7 +32,13 @@ HTTP_METHODS = frozenset(
 
 @lru_cache(maxsize=65536)
 def normalize_path(raw: str) -> str:
-    """`/orders/123/items?x=1` -> `/orders/:id/items`; templates like `/orders/{id}` stay."""
+    """`/orders/123/items?x=1` -> `/orders/:id/items`; templates like `/orders/{id}` stay.
+
+    A whole URL (clients that send `location.href` as the page) counts by its path: the
+    scheme and host would otherwise become path segments, one series per host.
+    """
+    if _ABSOLUTE.match(raw):
+        raw = referer_path(raw) or "/"
     path = raw.split("?", 1)[0].split("#", 1)[0]
     segments = [s for s in path.split("/") if s]
     if not segments:

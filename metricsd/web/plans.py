@@ -36,6 +36,9 @@ def _target(request: web.Request, name: str | None) -> str:
     if name is None:
         if len(state.targets) == 1:
             return next(iter(state.targets))
+        if not state.targets:
+            raise web.HTTPNotFound(reason="no PostgreSQL target is configured "
+                                          "(postgres.targets)")
         raise web.HTTPBadRequest(reason="target is required when several are configured")
     if name not in state.targets:
         raise web.HTTPNotFound(reason=f"unknown target {name!r}")
@@ -61,15 +64,29 @@ async def get_plans(request: web.Request) -> web.Response:
 
 
 async def plan_page(request: web.Request) -> web.Response:
-    """The plan view: tree, misestimates, time shares, history of changes, advice."""
-    target = _target(request, request.query.get("target"))
-    queryid = request.query.get("queryid", "")
-    found = request.app[PLANS].find(target, queryid)
-    context = {"target": target, "queryid": queryid,
-               "statements": [t.as_dict(detail=True) for t in found],
-               "token": request.query.get("token")}
-    response = aiohttp_jinja2.render_template("plan.html", request, context,
-                                              status=200 if found else 404)
+    """The plan view: tree, misestimates, time shares, history of changes, advice.
+
+    Without `queryid` it lists the tracked statements (of `target`, or of every target),
+    so the page is a place to start, not an error.
+    """
+    token = request.query.get("token")
+    queryid = request.query.get("queryid")
+    if queryid is None:
+        target = request.query.get("target")
+        if target is not None:
+            _target(request, target)
+        listing = sorted(request.app[PLANS].statements(target),
+                         key=lambda s: (-s["last_slow"], s["target"], s["queryid"]))
+        context = {"listing": listing, "targets": sorted(request.app[PG_STATE].targets),
+                   "target": target, "token": token}
+        response = aiohttp_jinja2.render_template("plans.html", request, context)
+    else:
+        target = _target(request, request.query.get("target"))
+        found = request.app[PLANS].find(target, queryid)
+        context = {"target": target, "queryid": queryid,
+                   "statements": [t.as_dict(detail=True) for t in found], "token": token}
+        response = aiohttp_jinja2.render_template("plan.html", request, context,
+                                                  status=200 if found else 404)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response

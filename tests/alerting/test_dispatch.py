@@ -12,7 +12,8 @@ import time
 from prometheus_client import CollectorRegistry, Gauge
 
 from metricsd.alerting.rules.engine import fingerprint
-from tests.alerting.conftest import free_port, only, receiver_config
+from tests.alerting.conftest import only, receiver_config
+from tests.fixtures.launch import free_port
 
 ZERO = "0001-01-01T00:00:00Z"
 START = "2023-11-14T22:13:20Z"  # the test clock's start, 1_700_000_000
@@ -227,9 +228,11 @@ async def test_fallback_receiver_then_dead_letter_log(make_receiver, make_servic
     })
     service2.gauge.labels(route="/y").set(2)
     await service2.evaluate_once()
-    for _ in range(50):
-        if dead.exists():
-            break
+    # Two receivers, each with retries and backoff, then the file write: give a loaded
+    # machine time, and wait for a whole line, not just the file.
+    deadline = time.monotonic() + 15
+    while not (dead.exists() and dead.read_text().endswith("\n")):
+        assert time.monotonic() < deadline, "no dead letter written"
         await asyncio.sleep(0.05)
     [line] = dead.read_text().splitlines()
     record = json.loads(line)

@@ -10,7 +10,6 @@ through its Prometheus-compatible API: none may error, and the API and Web Vital
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -23,26 +22,11 @@ import yaml
 from tests.deploy import dashboards as db
 from tests.e2e.test_prometheus import Traffic, _has_data
 from tests.fixtures.binaries import require_binary
-from tests.fixtures.prometheus import Prometheus, PrometheusError, free_port
+from tests.fixtures.launch import launch
+from tests.fixtures.prometheus import Prometheus, PrometheusError
 
 # Dashboards served by beacon traffic alone; every panel of them must have data here.
 DATA_DASHBOARDS = {"metricsd-api", "metricsd-web-vitals"}
-
-
-async def _ready(url: str, process: asyncio.subprocess.Process) -> bool:
-    deadline = time.monotonic() + 30
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-        while time.monotonic() < deadline:
-            if process.returncode is not None:
-                return False
-            try:
-                async with session.get(f"{url}/health") as resp:
-                    if resp.status == 200:
-                        return True
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    return False
 
 
 @pytest.fixture
@@ -60,19 +44,16 @@ async def make_victoriametrics(
             "scrape_configs": [{"job_name": "metricsd",
                                 "static_configs": [{"targets": targets}]}],
         }), encoding="utf-8")
-        port = free_port()
-        log_path = tmp_path / "victoria-metrics.log"
-        with log_path.open("wb") as log:
-            process = await asyncio.create_subprocess_exec(
-                binary, f"-storageDataPath={tmp_path / 'vm-data'}",
+        try:
+            run = await launch("victoria-metrics", tmp_path, lambda port, attempt: (
+                binary, f"-storageDataPath={tmp_path / f'vm-data-{attempt}'}",
                 f"-httpListenAddr=127.0.0.1:{port}", f"-promscrape.config={config}",
                 "-retentionPeriod=1d", "-search.latencyOffset=0s", "-search.disableCache",
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )
-        server = Prometheus(f"http://127.0.0.1:{port}", config, log_path, process, 1.0)
+            ), "/health")
+        except AssertionError as exc:
+            raise PrometheusError(str(exc)) from None
+        server = Prometheus(run.url, config, run.log_path, run.process, 1.0)
         started.append(server)
-        if not await _ready(server.url, process):
-            raise PrometheusError(f"victoria-metrics did not start:\n{server.log_tail()}")
         return server
 
     yield start

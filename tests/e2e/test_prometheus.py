@@ -194,6 +194,11 @@ async def _dashboard_failures(
             where = f"{board['uid']} / {query.panel} / {query.ref}"
             try:
                 result = await prometheus.query(db.substitute(query.expr))
+                if not _has_data(result) and (board["uid"], query.panel) in must_have_data:
+                    # Replication lag is NULL in pg_stat_replication for a moment whenever
+                    # the standby has caught up, so one instant may fall in that gap.
+                    result = await prometheus.wait_for(
+                        db.substitute(query.expr), _has_data, within_s=15)
             except PrometheusError as exc:
                 failures.append(f"{where}: error {exc}")
                 continue

@@ -35,6 +35,10 @@ from metricsd.ingest.normalize import normalize_method, normalize_path, referer_
     ("/t/this_is_a_long_name_without_digits", "/t/this_is_a_long_name_without_digits"),
     ("/v2/docs", "/v2/docs"),  # short names with digits are names, not ids
     ("/files/report-2024", "/files/report-2024"),
+    ("https://shop.example.com/orders/12?x=1#y", "/orders/:id"),  # a whole URL: its path
+    ("HTTP://Shop.Example.com", "/"),
+    ("https://[::1", "/"),  # unparseable URL: no path, not an error
+    ("http:/x", "/http:/x"),  # not a URL: a path like any other
 ])
 def test_normalize_path(raw: str, label: str) -> None:
     assert normalize_path(raw) == label

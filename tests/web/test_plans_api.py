@@ -77,6 +77,11 @@ async def test_views_runner_and_regression_alert(plans_app, orders_db, aiohttp_c
         detail = (await resp.json())["statements"][0]
         assert detail["plan"]["nodes"][0]["node_type"] in ("Seq Scan", "Gather")
         assert detail["advice"][0]["verified"] is True
+        # Without a statement the page lists what is tracked, each linked to its plan.
+        index = await client.get(f"/plans?token={TOKEN}")
+        index_text = await index.text()
+        assert index.status == 200 and marker in index_text
+        assert f"queryid={queryid}" in index_text
         page = await client.get(f"/plans?target=main&queryid={queryid}&token={TOKEN}")
         text = await page.text()
         assert page.status == 200 and "CREATE INDEX CONCURRENTLY ON public.orders" in text
@@ -139,3 +144,15 @@ async def test_runner_with_writes_allowed_always_rolls_back(plans_app, orders_db
                                  json={"target": "main", "query": query})
         assert resp.status == 400 and (await resp.json())["reason"] == "not_plannable"
     assert run_sql(orders_db, "SELECT count(*) AS n FROM orders")[0][0]["n"] == ROWS
+
+
+async def test_plans_without_targets_say_so(make_config, aiohttp_client):
+    """A new install has no target: the page explains, the API answers 404 with the reason."""
+    client = await aiohttp_client(create_app(make_config({"admin": {"token": TOKEN}})))
+    page = await client.get("/plans", headers=AUTH)
+    assert page.status == 200 and "No PostgreSQL target is configured" in await page.text()
+    resp = await client.get("/plans?queryid=1", headers=AUTH)
+    assert resp.status == 404 and "no PostgreSQL target" in await resp.text()
+    resp = await client.post("/v1/postgres/explain", json={"query": "SELECT 1"}, headers=AUTH)
+    assert resp.status == 404 and (await resp.json())["reason"] == "bad_target"
+    assert (await client.get("/v1/postgres/plans?target=x", headers=AUTH)).status == 404
