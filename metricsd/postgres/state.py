@@ -163,8 +163,8 @@ class PgState:
                           if not (multi and registry[n].per_database)}
             views = tuple(registry[n] for n in names if multi and registry[n].per_database)
             ts = TargetState(PgTarget(target, config), collectors, views)
-            if isinstance(target.databases, list):
-                self._select(ts, configured(target))
+            if isinstance(target.databases, list):  # opened with the target's own pool
+                ts.databases, _ = self._select(ts, configured(target))
             self.targets[target.name] = ts
 
     # --- lifecycle and jobs ---
@@ -259,8 +259,9 @@ class PgState:
             await self._apply(ts, select(ts.config, (r["datname"] for r in rows), current))
             return True
 
-    def _select(self, ts: TargetState, selection: Selection) -> list[DatabaseState]:
-        """Keep the selected databases (in its order); returns the new ones (not opened)."""
+    def _select(self, ts: TargetState, selection: Selection
+                ) -> tuple[dict[str, DatabaseState], list[DatabaseState]]:
+        """The selected databases in order (kept ones reused) and the new ones among them."""
         added = []
         kept: dict[str, DatabaseState] = {}
         for name in selection.databases:
@@ -269,24 +270,26 @@ class PgState:
                 db = DatabaseState(ts.config, self.config, name, ts.database_views)
                 added.append(db)
             kept[name] = db
-        ts.databases = {**kept, **{n: db for n, db in ts.databases.items() if n not in kept}}
         if selection.over_limit and not ts.over_limit:
             log.warning("postgres target %s: %d database(s) over max_databases (%d) are not"
                         " read (metricsd_pg_databases_over_limit)", ts.name,
                         selection.over_limit, ts.config.max_databases)
         ts.over_limit = selection.over_limit
-        return added
+        return kept, added
 
     async def _apply(self, ts: TargetState, selection: Selection) -> None:
         for name in [n for n in ts.databases if n not in selection.databases]:
             await self._drop(ts, name, "gone from pg_database, not accepting connections"
                              " or filtered out")
-        for db in self._select(ts, selection):
+        kept, added = self._select(ts, selection)
+        for db in added:  # opened before a scrape job can see them
             try:
                 await db.pg.open()
             except Exception as exc:
                 log.error("postgres target %s: cannot create a pool: %s", db.pg.where, exc)
             log.info("postgres target %s: reading database %s", ts.name, db.database)
+        # A kept database dropped by a scrape meanwhile (it no longer exists) stays gone.
+        ts.databases = {n: db for n, db in kept.items() if db in added or n in ts.databases}
 
     async def _drop(self, ts: TargetState, database: str, why: str) -> None:
         """A database leaves: its series go with it, its pool is closed; logged once."""
