@@ -449,6 +449,9 @@ async def test_the_app_discovers_on_its_schedule(databases, make_config, aiohttp
     body = await (await client.get("/v1/postgres/indexes?target=main")).json()
     assert {i["datname"] for i in body["indexes"]} == {databases.name("a"),
                                                        databases.name("later")}
+    page = await (await client.get("/")).text()  # t_<db>_v has no scans: unused
+    for short in ("a", "later"):
+        assert f"t_{short}_v</code> <small>on public.t_{short} in {databases.name(short)}" in page
     summary = body["targets"]["main"]["databases"]
     assert summary["mode"] == "auto" and summary["over_limit"] == 0
     assert set(summary["collectors"]) == {databases.name("a"), databases.name("later")}
