@@ -223,12 +223,17 @@ class JobHygiene(logging.Filter):
 
     def _on_skip(self, event: JobEvent) -> None:
         self.skipped[event.job_id] = self.skipped.get(event.job_id, 0) + 1
+        # One line per group of jobs (`scrape:main:activity` -> `scrape:main`): a hung
+        # target stalls all of its collectors at once, and that is one event.
+        group = event.job_id.rsplit(":", 1)[0] if event.job_id.count(":") >= 2 \
+            else event.job_id
         now = time.monotonic()
-        if now - self._logged.get(event.job_id, -SKIP_LOG_EVERY_S) >= SKIP_LOG_EVERY_S:
-            self._logged[event.job_id] = now
+        if now - self._logged.get(group, -SKIP_LOG_EVERY_S) >= SKIP_LOG_EVERY_S:
+            self._logged[group] = now
             log.warning("job %s: a run was skipped because the previous one is still running "
-                        "(a slow or hung target?); counted in metricsd_scheduler_skipped_runs_"
-                        "total, logged at most every %.0f s", event.job_id, SKIP_LOG_EVERY_S)
+                        "(a slow or hung target?); counted per job in metricsd_scheduler_"
+                        "skipped_runs_total, logged at most every %.0f s for the jobs of %s",
+                        event.job_id, SKIP_LOG_EVERY_S, group)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if _SKIPPED in record.getMessage():

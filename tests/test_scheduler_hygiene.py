@@ -21,6 +21,10 @@ async def test_skipped_runs_counted_and_logged_once(aiohttp_client, make_config,
     client = await aiohttp_client(app)
     app[SCHEDULER].add_job(hung, "interval", seconds=0.1, id="test:hung", max_instances=1,
                            coalesce=True)
+    # Three collectors of one hung target: one event, one line for the group.
+    for view in ("a", "b", "c"):
+        app[SCHEDULER].add_job(hung, "interval", seconds=0.1, id=f"scrape:gone:{view}",
+                               max_instances=1, coalesce=True)
     await asyncio.sleep(1.2)
     text = await (await client.get("/metrics")).text()
     line = next(row for row in text.splitlines()
@@ -28,8 +32,11 @@ async def test_skipped_runs_counted_and_logged_once(aiohttp_client, make_config,
     assert float(line.rsplit(" ", 1)[1]) >= 5
     skipped = [r for r in caplog.records
                if "skipped:" in r.getMessage() or "was skipped" in r.getMessage()]
-    assert len(skipped) == 1 and skipped[0].name == "metricsd.core", \
+    assert len(skipped) == 2 and {r.name for r in skipped} == {"metricsd.core"}, \
         [r.getMessage() for r in skipped]
+    assert sum("scrape:gone" in r.getMessage() for r in skipped) == 1
+    for view in ("a", "b", "c"):
+        assert f'metricsd_scheduler_skipped_runs_total{{job="scrape:gone:{view}"}}' in text
     await client.close()  # shutdown cancels the hung run
     assert not [r for r in caplog.records if r.exc_info], \
         [r.getMessage() for r in caplog.records if r.exc_info]

@@ -48,6 +48,11 @@ class ViewSet:
         self.health = {name: CollectorHealth() for name in collectors}
         self.rendered: dict[str, Rendered | None] = dict.fromkeys(collectors)
         self.locks = {name: asyncio.Lock() for name in collectors}
+        # Did the server answer on this connection target's own pool (the target's `up`)?
+        self.up = False
+        self.last_up: float | None = None
+        self.down_logged = False  # the outage was logged; cleared when the server answers
+        self.up_since = -float("inf")  # start time of the scrape that last set `up`
 
     def data(self, collector: str) -> Any:
         """The payload of the collector's latest successful snapshot, or None."""

@@ -74,7 +74,7 @@ def classify(exc: BaseException) -> tuple[str, str]:
         return "insufficient_privilege", f"{exc}; {PRIVILEGE_HINT}"
     if isinstance(exc, OSError | asyncpg.PostgresConnectionError | asyncpg.InterfaceError
                   | asyncpg.ConnectionDoesNotExistError | asyncpg.AdminShutdownError
-                  | asyncpg.CannotConnectNowError):
+                  | asyncpg.CannotConnectNowError | asyncpg.InternalClientError):
         return "connection_error", f"{type(exc).__name__}: {exc}"
     if isinstance(exc, asyncpg.PostgresError):
         return "query_error", f"{type(exc).__name__}: {exc}"
@@ -105,8 +105,6 @@ class TargetState(ViewSet):
         self.pg = pg
         self.name = pg.name
         self.config: TargetConfig = pg.target
-        self.up = False
-        self.last_up: float | None = None
         self.database_views = database_views
         self.databases: dict[str, DatabaseState] = {}
         self.over_limit = 0  # databases matched beyond max_databases, not read
@@ -199,12 +197,8 @@ class PgState:
         if collector not in ts.collectors:
             return await self._scrape_databases(ts, collector)
         async with ts.locks[collector]:
-            status, answered = await self._run(ts, ts.pg, collector)
-        # metricsd_pg_up follows the target's own connection only.
-        if answered is not None:
-            ts.up = answered
-        if ts.up and answered:
-            ts.last_up = self.clock()
+            # metricsd_pg_up follows the target's own connection only (ts.up).
+            status, _ = await self._run(ts, ts.pg, collector)
         return status
 
     async def scrape_all(self, target: str | None = None) -> dict[tuple[str, str], str]:
@@ -238,6 +232,7 @@ class PgState:
         if not ts.auto:
             return False
         async with ts.discovery_lock:
+            now = self.clock()
             try:
                 async with asyncio.timeout(self.config.scrape_timeout), \
                         ts.pg.connection() as conn:
@@ -245,7 +240,7 @@ class PgState:
             except Exception as exc:  # the previous set stays; the next run tries again
                 status, message = classify(exc)
                 if status == "connection_error":
-                    ts.up = False
+                    self._answered(ts, ts.pg, False, now, message)
                 if status not in ts.discovery_logged:
                     ts.discovery_logged.add(status)
                     log.warning("postgres target %s: database discovery failed: %s: %s"
@@ -254,8 +249,8 @@ class PgState:
                 return False
             ts.discovery_logged.clear()
             current = next((r["datname"] for r in rows if r["current"]), None)
-            ts.discovered_at = ts.last_up = self.clock()
-            ts.up = True  # the server answered on the target's own connection
+            ts.discovered_at = now
+            self._answered(ts, ts.pg, True, now, "")  # on the target's own connection
             await self._apply(ts, select(ts.config, (r["datname"] for r in rows), current))
             return True
 
@@ -328,6 +323,10 @@ class PgState:
         except Exception as exc:  # never raise into the scheduler; cancellation still does
             status, message = classify(exc)
             answered = answered_by_server(exc, status)
+            if answered is None:  # no answer in time: busy, or gone? Ask on a new connection.
+                answered = await pg.answers()
+                if not answered:
+                    status, message = "connection_error", pg.last_error
             if status == "error":
                 log.exception("postgres target %s collector %s failed", pg.where, name)
         health.duration_s = time.perf_counter() - started
@@ -350,12 +349,38 @@ class PgState:
         else:
             if status != "unsupported_version":
                 health.errors[status] += 1
-            if status not in health.logged:
+            if status == "connection_error":
+                pass  # an outage is one event for the whole target (or database): below
+            elif status not in health.logged:
                 health.logged.add(status)
                 level = logging.INFO if status == "unsupported_version" else logging.WARNING
                 log.log(level, "postgres target %s collector %s: %s: %s (logged once until it"
                         " recovers)", pg.where, name, status, message)
+        if answered is not None:
+            self._answered(views, pg, answered, now, message)
         return status, answered
+
+    @staticmethod
+    def _answered(views: ViewSet, pg: PgTarget, answered: bool, now: float,
+                  message: str) -> None:
+        """Record whether the server answered a scrape that started at `now`.
+
+        The latest-started scrape decides: one that began before a failure was seen (and
+        answered just before the server went away) must not flip `up` back for a moment.
+        An outage is logged once per target (or database), not once per collector.
+        """
+        if not answered and not views.down_logged and now >= views.up_since:
+            views.down_logged = True
+            log.warning("postgres target %s is down: %s (logged once until it answers"
+                        " again)", pg.where, message)
+        if now >= views.up_since:
+            views.up_since = now
+            if answered and views.down_logged:
+                views.down_logged = False
+                log.info("postgres target %s answers again", pg.where)
+            views.up = answered
+        if views.up and answered:
+            views.last_up = now
 
     # --- read API (see docs/postgres.md) ---
 

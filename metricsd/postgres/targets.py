@@ -9,6 +9,7 @@ intervals).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -113,6 +114,8 @@ class PgTarget:
         # DSN's server and credentials (docs/postgres.md "Several databases").
         self.database = database
         self.where = target.name if database is None else f"{target.name}/{database}"
+        # Connect arguments beside the DSN: only the database differs.
+        self._database_arg: dict[str, Any] = {} if database is None else {"database": database}
         self.pool: asyncpg.Pool | None = None
         # Capped below one interval, so a restarted server is retried by the next round.
         self.backoff = Backoff(1.0, max(0.75 * config.scrape_interval, 0.05), time.monotonic)
@@ -121,6 +124,9 @@ class PgTarget:
         self.last_error = ""  # why the latest connect failed, for the backoff's message
         self.last_exception: BaseException | None = None  # ... and the exception itself
         self._warned_privileges = False
+        self._probe: asyncio.Task[bool] | None = None
+        self._probed_at = -float("inf")
+        self._probe_result = True
 
     async def _connect(self, *args: Any, **kwargs: Any) -> asyncpg.Connection:
         """asyncpg.connect, timed: the latency is metricsd_pg_connect_seconds."""
@@ -131,7 +137,6 @@ class PgTarget:
 
     async def open(self) -> None:
         """Create the pool without connecting (min_size=0): a down target is fine here."""
-        extra: dict[str, Any] = {} if self.database is None else {"database": self.database}
         self.pool = await asyncpg.create_pool(
             self.target.dsn,
             min_size=0,
@@ -145,7 +150,7 @@ class PgTarget:
             connect=self._connect,
             reset=_no_reset,
             connection_class=MarkedConnection,
-            **extra,
+            **self._database_arg,
         )
 
     async def close(self) -> None:
@@ -178,11 +183,22 @@ class PgTarget:
                 # The pool's proxy forwards every Connection method the views call.
                 conn = cast(asyncpg.Connection, proxy)
                 acquired = True
-                if self.info is None:
-                    self.info = await self._server_info(conn)
-                self.backoff.succeeded()
-                self.last_exception = None
-                yield conn
+                try:
+                    if self.info is None:
+                        self.info = await self._server_info(conn)
+                    self.backoff.succeeded()
+                    self.last_exception = None
+                    yield conn
+                except BaseException as exc:
+                    if not isinstance(exc, asyncpg.PostgresError) or _is_connection_loss(exc):
+                        # Cut off mid-operation (a timeout, cancellation, a server that went
+                        # away): the protocol may be half-way through a message, and a
+                        # pooled connection in that state fails the next collector with
+                        # InternalClientError (asyncpg#1069). Drop it; the pool opens anew.
+                        # A connection the server closed is already detached from its proxy.
+                        with contextlib.suppress(asyncpg.InterfaceError):
+                            conn.terminate()
+                    raise
         except Exception as exc:
             if not acquired or _is_connection_loss(exc):
                 self.backoff.failed()
@@ -193,6 +209,54 @@ class PgTarget:
                 raise TargetDown(
                     f"cannot connect to target {self.where}: {self.last_error}") from exc
             raise
+
+    async def answers(self) -> bool:
+        """Does the server answer `SELECT 1` on a fresh connection within connect_timeout?
+
+        Asked after a collector timed out: a slow view on a busy server is not an outage,
+        but a server that accepts nothing and answers nothing (frozen, or a network black
+        hole) would otherwise read as up forever, since every pooled query just times out.
+        One probe at a time per target; its answer is reused for half a scrape interval.
+        """
+        if time.monotonic() - self._probed_at < self.config.scrape_interval / 2:
+            return self._probe_result
+        if self._probe is None:
+            self._probe = asyncio.create_task(self._run_probe(), name=f"probe:{self.where}")
+        probe = self._probe
+        try:
+            return await asyncio.shield(probe)
+        finally:
+            if probe.done() and self._probe is probe:
+                self._probe = None
+
+    async def _run_probe(self) -> bool:
+        timeout = self.config.connect_timeout
+        conn: asyncpg.Connection | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                conn = await asyncpg.connect(
+                    self.target.dsn, timeout=timeout,
+                    server_settings=session_settings(self.config),
+                    connection_class=MarkedConnection, **self._database_arg)
+                await conn.fetchval("SELECT 1")
+            answered = True
+        except asyncpg.PostgresError:
+            answered = True  # an error response is an answer (too many clients, auth, ...)
+        except (TimeoutError, OSError, asyncpg.InterfaceError) as exc:
+            answered = False
+            self.last_error = (f"no answer to SELECT 1 on a new connection within {timeout:g}s"
+                               if isinstance(exc, TimeoutError) else
+                               f"{type(exc).__name__}: {exc}")
+        finally:
+            if conn is not None:
+                conn.terminate()  # never wait on a server that may not answer
+        if not answered:
+            self.backoff.failed()
+            self.info = None
+            if self.pool is not None:
+                await self.pool.expire_connections()  # the pooled ones are stuck on it
+        self._probed_at, self._probe_result = time.monotonic(), answered
+        return answered
 
     async def _server_info(self, conn: asyncpg.Connection) -> ServerInfo:
         row = await conn.fetchrow(
@@ -232,4 +296,5 @@ def _is_connection_loss(exc: BaseException) -> bool:
     """The connection itself broke (server stopped or restarted), not just a query."""
     return isinstance(exc, OSError | asyncpg.ConnectionDoesNotExistError
                       | asyncpg.PostgresConnectionError | asyncpg.CannotConnectNowError
-                      | asyncpg.AdminShutdownError | asyncpg.InterfaceError)
+                      | asyncpg.AdminShutdownError | asyncpg.InterfaceError
+                      | asyncpg.InternalClientError)
