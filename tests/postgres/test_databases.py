@@ -7,6 +7,7 @@ behind on the session's cluster are never in the way.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Iterator
@@ -286,15 +287,22 @@ async def test_a_database_dropped_between_discoveries_leaves_at_its_next_scrape(
 
 
 @pytest.mark.pg_versions("15", "18")
-async def test_a_database_refusing_connections_has_its_own_status(databases, make_state):
+async def test_a_database_refusing_connections_has_its_own_status(
+        databases, make_state, caplog):
     for short in ("a", "b", "shut"):
         databases.create(short)
     run_sql(databases.server.dsn,
             f'ALTER DATABASE "{databases.name("shut")}" ALLOW_CONNECTIONS false')
     listed = [databases.name(s) for s in ("a", "shut", "b")]
-    state = await make_state({"name": "main", "dsn": databases.dsn("a"), "databases": listed})
-    assert await state.scrape("main", "tables") == "connection_error"
-    assert await state.scrape("main", "indexes") == "connection_error"
+    entry = {"name": "main", "dsn": databases.dsn("a"), "databases": listed}
+    state = await make_state(entry, scrape_interval="0.1s")
+    caplog.set_level(logging.WARNING, logger="metricsd.postgres.state")
+    for _ in range(2):  # past the reconnect backoff: every attempt fails the same way
+        assert await state.scrape("main", "tables") == "connection_error"
+        assert await state.scrape("main", "indexes") == "connection_error"
+        await asyncio.sleep(0.1)
+    down = [r.getMessage() for r in caplog.records if "is down" in r.getMessage()]
+    assert len(down) == 1 and f"main/{databases.name('shut')} is down" in down[0], down
     for collector in ("activity", "database"):
         assert await state.scrape("main", collector) == "ok"
     series = await exposition(state)
@@ -309,7 +317,7 @@ async def test_a_database_refusing_connections_has_its_own_status(databases, mak
                                  status="ok").values()) == [1.0]
     errors = labelled(series("metricsd_pg_collector_errors_total"),
                       datname=databases.name("shut"), kind="connection_error")
-    assert sorted(errors.values()) == [1.0, 1.0]
+    assert sorted(errors.values()) == [2.0, 2.0]
     assert set(tables_by_database(series("metricsd_pg_tables_size_bytes"))) == {
         databases.name("a"), databases.name("b")}
     ready = state.readiness("main")
