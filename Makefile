@@ -27,8 +27,13 @@ $(STAMP): pyproject.toml
 	$(PY) -c 'from metricsd.store.series import warm_up; warm_up(2048)'  # compile kernels once
 	touch $@
 
-$(TEST_STAMP): $(STAMP) pyproject.toml
-	$(PIP) install -q -e '.[test,uvloop]'
+# The Python client is its own distribution (clients/python); tests use it installed.
+# WHEELHOUSE: what tests/client/test_distribution.py installs, offline, into a fresh
+# virtualenv beside the client: Flask and the build backend, nothing of the server.
+WHEELHOUSE := $(VENV)/wheelhouse
+$(TEST_STAMP): $(STAMP) pyproject.toml clients/python/pyproject.toml
+	$(PIP) install -q -e '.[test,uvloop]' -e 'clients/python[aiohttp,prometheus]'
+	$(PIP) wheel -q -w $(WHEELHOUSE) 'flask>=3,<4' 'setuptools>=68' wheel
 	touch $@
 
 run: $(STAMP)  ## start metricsd on 127.0.0.1:9811 with embedded defaults
@@ -63,9 +68,10 @@ test: $(TEST_STAMP) sysdeps pg-versions  ## lint, type-check, check the layers, 
 	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest -q -p no:cacheprovider $(COVERAGE) $(PYTEST_ARGS)
 
-lint: $(TEST_STAMP)  ## ruff, mypy --strict over metricsd/, import-linter's contracts
-	$(VENV)/bin/ruff check metricsd tests bench tools dashboards
+lint: $(TEST_STAMP)  ## ruff, mypy --strict over metricsd/ and the client, import-linter's contracts
+	$(VENV)/bin/ruff check metricsd tests bench tools dashboards clients/python
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict clients/python/metricsd_client  # the client distribution
 	$(VENV)/bin/lint-imports --no-cache
 
 bench: $(TEST_STAMP) bench-sysdeps  ## benchmarks; results go to docs/benchmarks.md by hand

@@ -1,4 +1,4 @@
-"""Per-request cost of metricsd.client's middlewares: the same app with and without it.
+"""Per-request cost of metricsd_client's middlewares: the same app with and without it.
 
 Each framework's full request stack runs in-process (no sockets, so the few microseconds
 are not lost in loopback noise): aiohttp's Application._handle on prebuilt requests, the
@@ -22,15 +22,14 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from common import metricsd
 from flask import Flask
+from metricsd_client import AsyncSender, MetricsdASGIMiddleware, MetricsdWSGIMiddleware
+from metricsd_client.aiohttp_middleware import aiohttp_middleware
+from metricsd_client.thread_sender import ThreadSender
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from werkzeug.test import EnvironBuilder
-
-from metricsd.client import AsyncSender, MetricsdASGIMiddleware, MetricsdWSGIMiddleware
-from metricsd.client.aiohttp_middleware import aiohttp_middleware
-from metricsd.client.thread_sender import ThreadSender
 
 TOKEN = "bench-token"
 CONFIG = f"ingest: {{tokens: [{TOKEN}], rate_limit: {{enabled: false}}}}\n"

@@ -552,6 +552,36 @@ def vitals_dashboard() -> Dashboard:
               f"(metricsd_web_vitals_window_ratings{{{sel}}})", "{{instance}} {{rating}}"),
         ], "What each instance's sliding window holds, by rating.", unit="percentunit"),
     )
+    # vitals (issue 17): the assessment per page and device, devices and connections, and
+    # what the attribution build says about slow page views.
+    board.section(
+        "Core Web Vitals assessment (per page and device)",
+        table("Pass / fail per page and device", [
+            Q(f"max by (page, device) (metricsd_web_vitals_cwv_pass{{{sel}}})"),
+        ], "1 when the window p75 of LCP, INP and CLS are all good on that page and device "
+           "class, 0 when not (any instance failing shows 0). Pages with fewer than "
+           "ingest.vitals_min_page_views page views in the window are not judged.",
+            columns={"Value #A": "passes"}, width=12),
+        bargauge("Good share per vital and device (window)", [
+            Q(f'avg by (metric, device) (metricsd_web_vitals_window_rating_ratio{{{sel}, '
+              f'rating="good", metric=~"LCP|INP|CLS"}})', "{{metric}} {{device}}",
+              instant=True),
+        ], "Share of the window's page views rated good; CrUX's view of the p75 rule is that "
+           "at least 75 % are good.", unit="percentunit", max=1,
+            thresholds=_steps((RED, None), (ORANGE, 0.5), (GREEN, 0.75))),
+        bargauge("Reports by device and connection type", [
+            Q(f"sum by (device, connection) (increase({ratings}[$__range]))",
+              "{{device}} {{connection}}", instant=True),
+        ], "Device class (from the client, client hints or the User-Agent) and effective "
+           "connection type (navigator.connection).", thresholds=_steps((BLUE, None))),
+        table("Attribution sub-parts p75 per page", [
+            Q(f'max by (page, part) (metricsd_web_vitals_attribution_window_seconds{{{sel}, '
+              f'quantile="0.75"}})'),
+        ], "Window p75 of INP's input delay, processing duration and presentation delay, and "
+           "of LCP's time to first byte, resource load delay and duration and render delay "
+           "(web-vitals attribution build). Which elements: GET /v1/vitals/attribution.",
+            columns={"Value #A": "p75"}, units={"Value #A": "s"}, width=12),
+    )
     board.section(
         "Navigation types",
         bargauge("Reports by navigation type", [
@@ -879,6 +909,93 @@ def postgres_dashboard() -> Dashboard:
     return board
 
 
+def operations_dashboard() -> Dashboard:
+    """Operations against their objectives, and cache hit ratios (issue 16)."""
+    service = Var("service", "Service",
+                  f"label_values(metricsd_operations_total{{{SCOPE}}}, service)")
+    operation = Var("operation", "Operation",
+                    f'label_values(metricsd_operations_total{{{SCOPE}, service=~"$service"}}, '
+                    "operation)")
+    cache_service = Var("cache_service", "Cache service",
+                        f"label_values(metricsd_cache_requests_total{{{SCOPE}}}, service)")
+    board = Dashboard(
+        "metricsd-operations", "metricsd / Operations and caches",
+        "Operations posted to /v1/beacons/operations (WebSocket delivery, AI generation, "
+        "exports) against their objectives, and cache statistics posted to "
+        "/v1/beacons/cache.",
+        ["metricsd", "operations", "cache"], [JOB, INSTANCE, service, operation, cache_service],
+    )
+    sel = f'{SCOPE}, service=~"$service", operation=~"$operation"'
+    buckets = f"rate(metricsd_operation_duration_seconds_bucket{{{sel}}}[{RATE}])"
+    total = f"rate(metricsd_operations_total{{{sel}}}[{RATE}])"
+    board.section(
+        "Operations",
+        timeseries("p50 / p95 / p99 per operation (histograms, all instances)", [
+            Q(f"histogram_quantile({q}, sum by (le, service, operation) ({buckets}))",
+              f"p{int(q * 100)} {{{{service}}}} {{{{operation}}}}")
+            for q in (0.5, 0.95, 0.99)
+        ], "histogram_quantile over the buckets of every instance: accurate to the bucket "
+           "width (1 ms … 60 s plus each objective).", unit="s"),
+        timeseries("Window quantile against objective (per instance)", [
+            Q(f"max by (instance, service, operation, quantile) "
+              f"(metricsd_operation_window_seconds{{{sel}}} and on (operation, quantile) "
+              f"metricsd_operation_objective_seconds{{{SCOPE}}})",
+              "{{instance}} {{service}} {{operation}} q{{quantile}}"),
+            Q(f'max by (operation, quantile) (metricsd_operation_objective_seconds{{{SCOPE}, '
+              f'operation=~"$operation"}})', "objective {{operation}} q{{quantile}}"),
+        ], "The exact window quantile each objective is set for, and the objective "
+           "(ingest.operations.<name>.objective_ms): the shipped alert "
+           "OperationObjectiveMissed fires after 5 minutes above it.", unit="s"),
+        timeseries("Operations by outcome", [
+            Q(f"sum by (outcome) ({total})", "{{outcome}}"),
+        ], "ok, error, timeout, cancelled per second.", unit="ops", stack="normal",
+            colors={"ok": GREEN, "error": RED, "timeout": ORANGE, "cancelled": BLUE}),
+        timeseries("Failed share per operation", [
+            Q(f'(sum by (service, operation) (rate(metricsd_operations_total{{{sel}, '
+              f'outcome!="ok"}}[{RATE}])) or sum by (service, operation) ({total}) * 0) / '
+              f"sum by (service, operation) ({total})", "{{service}} {{operation}}"),
+        ], "Share of operations that ended in error, timeout or cancellation.",
+            unit="percentunit", max=1),
+    )
+    csel = f'{SCOPE}, service=~"$cache_service"'
+    requests = f"rate(metricsd_cache_requests_total{{{csel}}}[{RATE}])"
+    ratio_steps = _steps((RED, None), (ORANGE, 0.8), (GREEN, 0.9))
+    board.section(
+        "Caches",
+        timeseries("Hit ratio per cache (all instances)", [
+            Q(f'sum by (service, cache) (rate(metricsd_cache_requests_total{{{csel}, '
+              f'result="hit"}}[{RATE}])) / sum by (service, cache) ({requests})',
+              "{{service}} {{cache}}"),
+        ], "Hits over lookups from the counters; the alert CacheHitRatioLow uses each "
+           "instance's window ratio (under 80% for 15 minutes).", unit="percentunit",
+            min=0, max=1, thresholds=ratio_steps),
+        timeseries("Lookups per cache", [
+            Q(f"sum by (service, cache, result) ({requests})",
+              "{{service}} {{cache}} {{result}}"),
+        ], "Hits and misses per second.", unit="ops", colors={}),
+        timeseries("Entries", [
+            Q(f"max by (service, cache) (metricsd_cache_entries{{{csel}}})",
+              "{{service}} {{cache}}"),
+        ], "Entries at each cache's last report.", unit="short"),
+        timeseries("Size", [
+            Q(f"max by (service, cache) (metricsd_cache_size_bytes{{{csel}}})",
+              "{{service}} {{cache}}"),
+        ], "Bytes at each cache's last report (when the client knows it).", unit="bytes"),
+        timeseries("Evictions per second", [
+            Q(f"sum by (service, cache) (rate(metricsd_cache_evictions_total{{{csel}}}"
+              f"[{RATE}]))", "{{service}} {{cache}}"),
+        ], "Evictions reported by clients; many, with entries at the cache's maximum, "
+           "mean the cache is too small. Top keys: the overview page or GET /v1/cache.",
+            unit="ops"),
+        timeseries("Window hit ratio (per instance)", [
+            Q(f"metricsd_cache_window_hit_ratio{{{csel}}}",
+              "{{instance}} {{service}} {{cache}}"),
+        ], "What the alert rule reads: hits over lookups in the reports of the window.",
+            unit="percentunit", min=0, max=1, thresholds=ratio_steps),
+    )
+    return board
+
+
 def render_all() -> dict[str, Json]:
     """File name -> dashboard JSON."""
     return {
@@ -886,6 +1003,7 @@ def render_all() -> dict[str, Json]:
         "web-vitals.json": vitals_dashboard().render(),
         "postgres.json": postgres_dashboard().render(),
         "metricsd.json": self_dashboard().render(),
+        "operations.json": operations_dashboard().render(),
     }
 
 

@@ -86,12 +86,50 @@ class RateLimitConfig(_Model):
 class BudgetsConfig(_Model):
     """Series per beacon kind out of ingest.max_series; null takes the default share."""
 
-    timings: int | None = Field(None, ge=1)  # authenticated API series; default 70%
-    vitals: int | None = Field(None, ge=1)  # anonymous browser series; default 30%
+    timings: int | None = Field(None, ge=1)  # authenticated API series; default 60%
+    vitals: int | None = Field(None, ge=1)  # anonymous browser series; default 25%
+    operations: int | None = Field(None, ge=1)  # (service, operation) series; default 10%
+    cache: int | None = Field(None, ge=1)  # (service, cache) pairs; default 5%
 
 
 # Share of ingest.max_series a kind gets when ingest.budgets does not say.
-DEFAULT_BUDGET_SHARES: dict[str, float] = {"timings": 0.7, "vitals": 0.3}
+DEFAULT_BUDGET_SHARES: dict[str, float] = {"timings": 0.6, "vitals": 0.25, "operations": 0.1,
+                                           "cache": 0.05}
+# Window quantiles metricsd exports (store.series.QUANTILES; tests/test_config.py keeps
+# them equal): an operation's objective is checked against one of these.
+OBJECTIVE_QUANTILES: tuple[float, ...] = (0.5, 0.75, 0.9, 0.95, 0.99)
+# An operation is a dotted name: ws.delivery, ai.generate, export.csv.
+OPERATION_NAME = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
+
+
+class OperationConfig(_Model):
+    """One operation's objective (window quantile under objective_ms) and histogram bounds."""
+
+    objective_ms: float | None = Field(None, gt=0)
+    quantile: float = 0.95
+    buckets_ms: list[Annotated[float, Field(gt=0)]] = []  # added to the shared bounds
+
+    @field_validator("quantile")
+    @classmethod
+    def _known_quantile(cls, value: float) -> float:
+        if value not in OBJECTIVE_QUANTILES:
+            raise ValueError(f"quantile must be one of {list(OBJECTIVE_QUANTILES)}")
+        return value
+
+
+class PagesConfig(_Model):
+    """Web Vitals pages: route templates and the page budget (issue 17)."""
+
+    templates: list[str] = []
+    budget: int = Field(1000, ge=1)
+
+    @field_validator("templates")
+    @classmethod
+    def _templates_are_paths(cls, value: list[str]) -> list[str]:
+        bad = [t for t in value if not t.startswith("/") or "?" in t or "#" in t]
+        if bad:
+            raise ValueError(f"templates must be paths starting with / (no query): {bad}")
+        return value
 
 
 class IngestConfig(_Model):
@@ -108,6 +146,10 @@ class IngestConfig(_Model):
     series_idle_timeout: Duration = 3600.0
     vitals_dedupe_ttl: Duration = 1800.0
     vitals_dedupe_max_ids: int = Field(200_000, ge=1)
+    # Core Web Vitals assessment: page views per (page, device) window below which
+    # metricsd_web_vitals_cwv_pass is absent, as CrUX leaves out pages with too little data.
+    vitals_min_page_views: int = Field(20, ge=1)
+    pages: PagesConfig = PagesConfig()
     rate_limit: RateLimitConfig = RateLimitConfig()
     budgets: BudgetsConfig = BudgetsConfig()
 
@@ -134,6 +176,17 @@ class IngestConfig(_Model):
             raise ValueError(f"budgets ({sum(given)} series, plus at least 1 per unset kind) "
                              f"exceed max_series ({self.max_series})")
         return self
+    # Operation timings (issue 16): objectives and extra bucket bounds per operation name.
+    operations: dict[str, OperationConfig] = {}
+    cache_top_keys: int = Field(20, ge=1, le=1000)  # heavy hitters kept per cache
+
+    @field_validator("operations")
+    @classmethod
+    def _operation_names(cls, value: dict[str, OperationConfig]) -> dict[str, OperationConfig]:
+        bad = [name for name in value if not OPERATION_NAME.fullmatch(name)]
+        if bad:
+            raise ValueError(f"operation names must be dotted names like ws.delivery: {bad}")
+        return value
 
     @field_validator("tokens")
     @classmethod

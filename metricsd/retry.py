@@ -3,7 +3,8 @@
 Exponential backoff with *equal* jitter (half the delay fixed, half random, so retries
 spread out but never come back at once), capped; a server's Retry-After (delta-seconds
 or an HTTP date) is obeyed when it asks for longer, up to a cap of our own. Standard
-library only: the client package imports this module and nothing else of the server.
+library only: the client distribution (clients/python) ships an identical copy, kept
+equal by tests/client/test_shared_rules.py.
 """
 
 from __future__ import annotations

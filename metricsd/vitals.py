@@ -81,3 +81,51 @@ CORE: tuple[str, ...] = ("LCP", "INP", "CLS", "FCP", "TTFB")
 def rating(name: str, value: float | None) -> str | None:
     """The rating of a value of vital `name` as text; None for no value."""
     return None if value is None else RATINGS[VITALS[name].rating_index(value)]
+
+
+# --- Dimensions and the assessment (issue 17) ----------------------------------------
+# Bounded label values: anything else a client sends becomes "unknown".
+DEVICES: tuple[str, ...] = ("mobile", "tablet", "desktop", "unknown")
+CONNECTIONS: tuple[str, ...] = ("4g", "3g", "2g", "slow-2g", "unknown")
+# The three vitals the Core Web Vitals assessment judges at the 75th percentile.
+ASSESSED: tuple[str, ...] = ("LCP", "INP", "CLS")
+ASSESSMENT_QUANTILE = 0.75
+
+
+def device_class(sent: object, user_agent: str | None, ch_mobile: str | None) -> str:
+    """The client's own device class when valid; else client hints, else the User-Agent.
+
+    `Sec-CH-UA-Mobile: ?1` means a phone; `?0` is not enough for desktop (tablets send it
+    too), so the User-Agent decides then: iPad or Android without "Mobile" is a tablet,
+    "Mobi", iPhone or Android is a phone, any other browser User-Agent is a desktop.
+    """
+    if type(sent) is str and sent in DEVICES and sent != "unknown":
+        return sent
+    if ch_mobile is not None and ch_mobile.strip() == "?1":
+        return "mobile"
+    if not user_agent:
+        return "unknown"
+    ua = user_agent.lower()
+    if "ipad" in ua or "tablet" in ua or ("android" in ua and "mobile" not in ua):
+        return "tablet"
+    if "mobi" in ua or "iphone" in ua or "android" in ua:
+        return "mobile"
+    if "mozilla/" in ua:
+        return "desktop"
+    return "unknown"
+
+
+def connection_type(sent: object) -> str:
+    """navigator.connection.effectiveType as sent, or "unknown"."""
+    return sent if type(sent) is str and sent in CONNECTIONS else "unknown"
+
+
+def passes(p75: dict[str, float | None]) -> bool:
+    """Core Web Vitals pass: every assessed vital with data has a good p75.
+
+    As CrUX does, a vital without data (no interaction: no INP) is not held against the
+    page; LCP and CLS are always reported by a page view, so they decide then.
+    """
+    judged = [(name, value) for name, value in p75.items()
+              if name in ASSESSED and value is not None]
+    return bool(judged) and all(VITALS[name].rating_index(value) == 0 for name, value in judged)

@@ -119,6 +119,13 @@ def _missing_keys(model, raw, path=""):
             continue
         value = raw[key]
         annotation = field.annotation
+        if getattr(annotation, "__origin__", None) is dict:  # dict[str, Model]: first entry
+            model_of = annotation.__args__[1]
+            if isinstance(value, dict) and value and isinstance(model_of, type) and issubclass(
+                    model_of, BaseModel):
+                name0 = next(iter(value))
+                missing += _missing_keys(model_of, value[name0], f"{where}.{name0}")
+            continue
         inner = getattr(annotation, "__args__", (annotation,))
         for kind in inner:
             if isinstance(kind, type) and issubclass(kind, BaseModel):

@@ -28,11 +28,13 @@ HEADER = """\
 #
 # Same alert names, labels and annotations as alerts.yml (receivers, routes and runbooks
 # do not change), but the API and Web Vitals rules read the cumulative series, summed over
-# every instance before the percentile or ratio is taken: one alert per route or page for
-# the whole fleet, not one per instance on its share of the traffic. Percentiles come from
-# histogram_quantile over sum by (le, ...) (rate(..._bucket[5m])), so they are exact to
-# the width of a bucket (docs/scaling.md). PostgreSQL and self-monitoring rules are the
-# ones of alerts.yml: they are per target or per instance anyway.
+# every instance before the percentile or ratio is taken: one alert per route or page (and
+# device class) for the whole fleet, not one per instance on its share of the traffic.
+# Percentiles come from histogram_quantile over sum by (le, ...) (rate(..._bucket[5m])),
+# so they are exact to the width of a bucket (docs/scaling.md). PostgreSQL and
+# self-monitoring rules are the ones of alerts.yml: they are per target or per instance.
+# Operation objectives and cache hit ratios (issue 16) likewise read the summed histogram
+# buckets and counters.
 #
 # Use alerts.yml when ONE metricsd evaluates its own rules; use this file in Prometheus
 # when several instances are scraped (docs/scaling.md, "Which rule file").
@@ -66,15 +68,41 @@ FLEET_EXPRS: dict[str, list[str]] = {
         "service_route_method:metricsd_api_requests_5xx:ratio_rate5m > 0.05",
         "and",
         "service_route_method:metricsd_api_requests:increase5m >= 20"],
-    "WebVitalsLCPPoor": ["page:metricsd_web_vitals_lcp_seconds:p75_rate5m > 4"],
+    "WebVitalsLCPPoor": ["page_device:metricsd_web_vitals_lcp_seconds:p75_rate5m > 4"],
     "WebVitalsLCPNeedsImprovement": [
-        "page:metricsd_web_vitals_lcp_seconds:p75_rate5m > 2.5 <= 4"],
-    "WebVitalsINPPoor": ["page:metricsd_web_vitals_inp_seconds:p75_rate5m > 0.5"],
+        "page_device:metricsd_web_vitals_lcp_seconds:p75_rate5m > 2.5 <= 4"],
+    "WebVitalsINPPoor": ["page_device:metricsd_web_vitals_inp_seconds:p75_rate5m > 0.5"],
     "WebVitalsINPNeedsImprovement": [
-        "page:metricsd_web_vitals_inp_seconds:p75_rate5m > 0.2 <= 0.5"],
-    "WebVitalsCLSPoor": ["page:metricsd_web_vitals_cls:p75_rate5m > 0.25"],
-    "WebVitalsCLSNeedsImprovement": ["page:metricsd_web_vitals_cls:p75_rate5m > 0.1 <= 0.25"],
+        "page_device:metricsd_web_vitals_inp_seconds:p75_rate5m > 0.2 <= 0.5"],
+    "WebVitalsCLSPoor": ["page_device:metricsd_web_vitals_cls:p75_rate5m > 0.25"],
+    "WebVitalsCLSNeedsImprovement": [
+        "page_device:metricsd_web_vitals_cls:p75_rate5m > 0.1 <= 0.25"],
+    # vitals (issue 17): the assessment over the fleet's summed buckets, per page and device;
+    # a vital without data (no INP) is not held against the page, and a (page, device) with
+    # fewer than MIN_VIEWS LCP reports in 5 minutes is not judged (the gauge's default minimum).
+    "WebVitalsAssessmentFailing": [
+        "(",
+        "  page_device:metricsd_web_vitals_lcp_seconds:p75_rate5m > 2.5",
+        "  or page_device:metricsd_web_vitals_inp_seconds:p75_rate5m > 0.2",
+        "  or page_device:metricsd_web_vitals_cls:p75_rate5m > 0.1",
+        ")",
+        "and on (page, device)",
+        "page_device:metricsd_web_vitals_lcp_seconds:increase5m >= 20"],
+    # Issue 16: each operation's fleet quantile against its objective (every instance
+    # exports the same objective from the shared config: max picks one), and caches.
+    "OperationObjectiveMissed": [
+        "service_operation_quantile:metricsd_operation_duration_seconds:rate5m",
+        "> on (operation, quantile) group_left",
+        "max by (operation, quantile) (metricsd_operation_objective_seconds)"],
+    "CacheHitRatioLow": [
+        "service_cache:metricsd_cache_hits:ratio_rate5m < 0.8",
+        "and",
+        "service_cache:metricsd_cache_requests:increase5m >= 100"],
 }
+
+# The window quantiles an operation objective may name (config.OBJECTIVE_QUANTILES):
+# one fleet recording each, labelled like the summary's quantile label.
+OPERATION_QUANTILES = ("0.5", "0.75", "0.9", "0.95", "0.99")
 
 _ALERT = re.compile(r"^      - alert: (\w+)\s*$")
 _EXPR = "        expr:"
@@ -82,12 +110,33 @@ _CONTINUATION = "          "
 
 
 def recording_rules() -> str:
+    """Web Vitals p75 per page AND device (issue 17: phones and desktops judged apart)."""
     out = [HEADER.rstrip("\n")]
     for name in VITALS.values():
-        out.append(f"      - record: page:{name}:p75_rate5m")
+        out.append(f"      - record: page_device:{name}:p75_rate5m")
         out.append("        expr: >-")
         out.append("          histogram_quantile(0.75,")
-        out.append(f"            sum by (le, page) (rate({name}_bucket[5m])))")
+        out.append(f"            sum by (le, page, device) (rate({name}_bucket[5m])))")
+    lcp = VITALS["lcp"]
+    out.append(f"      - record: page_device:{lcp}:increase5m")
+    out.append(f"        expr: sum by (page, device) (increase({lcp}_count[5m]))")
+    for q in OPERATION_QUANTILES:  # same name, told apart by the rule's quantile label
+        out.append("      - record: service_operation_quantile:"
+                   "metricsd_operation_duration_seconds:rate5m")
+        out.append("        expr: >-")
+        out.append(f"          histogram_quantile({q},")
+        out.append("            sum by (le, service, operation) (")
+        out.append("              rate(metricsd_operation_duration_seconds_bucket[5m])))")
+        out.append("        labels:")
+        out.append(f'          quantile: "{q}"')
+    requests = "metricsd_cache_requests_total"
+    out.append("      - record: service_cache:metricsd_cache_hits:ratio_rate5m")
+    out.append("        expr: >-")
+    out.append(f'          sum by (service, cache) (rate({requests}{{result="hit"}}[5m]))')
+    out.append("          /")
+    out.append(f"          sum by (service, cache) (rate({requests}[5m]))")
+    out.append("      - record: service_cache:metricsd_cache_requests:increase5m")
+    out.append(f"        expr: sum by (service, cache) (increase({requests}[5m]))")
     return "\n".join(out) + "\n\n"
 
 

@@ -12,10 +12,19 @@ from functools import partial
 
 from aiohttp import web
 
-from metricsd.config import Config
-from metricsd.core import CONFIG, READINESS, REGISTRY, SCHEDULER, Apply, register_reloader
+from metricsd.config import Config, IngestConfig
+from metricsd.core import (
+    CONFIG,
+    READINESS,
+    REGISTRY,
+    SCHEDULER,
+    Apply,
+    current_config,
+    register_reloader,
+)
 from metricsd.export.beacons import StoreSource, View
-from metricsd.ingest import timings, vitals  # noqa: F401  (one line per beacon kind)
+from metricsd.ingest import cache, operations, timings, vitals  # noqa: F401  (one per kind)
+from metricsd.ingest.assessment import AssessmentSource
 from metricsd.ingest.base import BEACONS, BeaconType
 from metricsd.ingest.ratelimit import TokenBuckets
 from metricsd.ingest.selfmetrics import IngestSource, SelfMetrics
@@ -36,9 +45,10 @@ async def _expire(store: Store) -> None:
         log.info("expired %d idle series", expired)
 
 
-def store_families() -> list[FamilySpec]:
-    """Every store family the registered beacon kinds write."""
-    return [spec for kind in BEACONS.values() for spec in kind.series]
+def store_families(config: IngestConfig | None = None) -> list[FamilySpec]:
+    """Every store family the registered beacon kinds write (default config: defaults)."""
+    config = IngestConfig() if config is None else config
+    return [spec for kind in BEACONS.values() for spec in kind.store_families(config)]
 
 
 def export_views(store: Store) -> list[View]:
@@ -55,9 +65,10 @@ def setup(app: web.Application) -> None:
         window_samples=config.window.samples,
         window_seconds=config.window.seconds,
         idle_timeout=config.series_idle_timeout,
-        families=store_families(),
+        families=store_families(config),
         started_at=time.time(),
-        budgets=config.series_budgets(),
+        budgets={kind: limit for kind, limit in config.series_budgets().items()
+                 if kind in BEACONS and BEACONS[kind].store_families(config)},
     )
     counters = app[SELF_METRICS] = SelfMetrics()
     app[BEACON_TYPES] = {name: cls(config, store, counters) for name, cls in BEACONS.items()}
@@ -66,11 +77,19 @@ def setup(app: web.Application) -> None:
         config.rate_limit.max_clients,
     )
     app[REGISTRY].add_source(StoreSource(store, export_views(store)))
+    for beacon in app[BEACON_TYPES].values():
+        for source in beacon.sources():
+            app[REGISTRY].add_source(source)
     app[REGISTRY].add_source(IngestSource(store, counters))
+    app[REGISTRY].add_source(AssessmentSource(
+        store, lambda: current_config(app).ingest.vitals_min_page_views))
     app[READINESS]["ingest"] = lambda: {
         "ok": True, "series": store.series_count, "max_series": store.pool.slots,
-        "budgets": {kind: {"series": store.in_budget[kind], "limit": limit}
-                    for kind, limit in store.budgets.items()},
+        "budgets": {**{kind: {"series": store.in_budget[kind], "limit": limit}
+                       for kind, limit in store.budgets.items()},
+                    **{kind: {"series": beacon.own_series(), "limit": beacon.own_budget()}
+                       for kind, beacon in app[BEACON_TYPES].items()
+                       if beacon.own_budget() is not None}},
     }
     app[SCHEDULER].add_job(_expire, "interval", args=[store], seconds=60,
                            id=EXPIRE_JOB, max_instances=1, coalesce=True)
@@ -90,8 +109,12 @@ async def _reload(app: web.Application, old: Config, new: Config) -> Apply | Non
     kinds = {name: cls(new.ingest, store, counters) for name, cls in BEACONS.items()}
     kept = [key for key in RESTART_ONLY
             if getattr(new.ingest, key) != getattr(old.ingest, key)]
+    if operations.operation_bounds(new.ingest) != operations.operation_bounds(old.ingest):
+        kept.append("operations.*.buckets_ms")
 
     async def apply() -> None:
+        for name, kind in kinds.items():
+            kind.reloaded(app[BEACON_TYPES][name])
         app[BEACON_TYPES].update(kinds)
         limiter, limits = app[RATE_LIMITER], new.ingest.rate_limit
         limiter.rate, limiter.burst = limits.requests_per_second, float(limits.burst)

@@ -17,6 +17,7 @@ from metricsd import labels
 from metricsd.config import IngestConfig
 from metricsd.errors import BeaconError
 from metricsd.export.beacons import View
+from metricsd.export.family import Source
 from metricsd.ingest.normalize import normalize_path
 from metricsd.ingest.selfmetrics import SelfMetrics
 from metricsd.store.series import FamilySpec, Store
@@ -44,6 +45,8 @@ class Context:
 
     now: float
     referer: str | None = None
+    user_agent: str | None = None  # device class when the beacon does not say (vitals)
+    ch_mobile: str | None = None  # Sec-CH-UA-Mobile client hint
 
 
 @dataclass
@@ -74,9 +77,30 @@ class BeaconType(ABC):
     series: ClassVar[tuple[FamilySpec, ...]] = ()
 
     @classmethod
+    def store_families(cls, config: IngestConfig) -> tuple[FamilySpec, ...]:
+        """The store families for this config: `series` unless bounds come from config."""
+        return cls.series
+
+    @classmethod
     def exports(cls, store: Store) -> list[View]:
         """The families /metrics shows of this kind's series (export/beacons.py builders)."""
         return []
+
+    def sources(self) -> list[Source]:
+        """Families this kind exports beside its store views (config, state of its own)."""
+        return []
+
+    def own_budget(self) -> int | None:
+        """Series this kind may keep outside the store (None: it keeps none)."""
+        return None
+
+    def own_series(self) -> int:
+        """Series this kind keeps outside the store now."""
+        return 0
+
+    def reloaded(self, previous: BeaconType) -> None:
+        """Take over what must outlive a config reload from the instance this one replaces."""
+        return None
 
     def __init__(self, config: IngestConfig, store: Store, counters: SelfMetrics) -> None:
         self.config = config

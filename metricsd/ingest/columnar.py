@@ -19,7 +19,14 @@ import msgspec
 import numpy as np
 
 from metricsd.errors import BeaconError
-from metricsd.ingest.base import stamp_in_range
+from metricsd.ingest.base import (
+    SERIES_LIMIT,
+    BatchResult,
+    BeaconType,
+    Context,
+    Sample,
+    stamp_in_range,
+)
 
 Key = tuple[str, str, str]
 
@@ -41,17 +48,26 @@ def sample_count(items: list[Any]) -> int:
     return sum(size(item) for item in items)
 
 
-def expand(item: dict[str, Any]) -> list[dict[str, Any]]:
-    """The row items a series object stands for; BeaconError if its arrays do not line up."""
+def expand(
+    item: dict[str, Any],
+    fields: tuple[str, ...] = ("service", "route", "method"),
+    per_element: str = "status",
+) -> list[dict[str, Any]]:
+    """The row items a series object stands for; BeaconError if its arrays do not line up.
+
+    `fields` are shared by every element; `per_element` (timings' status, operations'
+    outcome) is one value for all or an array of one per duration.
+    """
     durations = item["duration_ms"]
     n = len(durations)
     if not n:
         raise BeaconError("duration_ms must be a non-empty array (or one number)", "empty")
-    status = item.get("status")
+    status = item.get(per_element)
     if type(status) is list:
         if len(status) != n:
-            raise BeaconError(f"status has {len(status)} elements, duration_ms {n}: "
-                              "send one status per duration, or one for all", "length_mismatch")
+            raise BeaconError(f"{per_element} has {len(status)} elements, duration_ms {n}: "
+                              f"send one {per_element} per duration, or one for all",
+                              "length_mismatch")
         statuses = status
     else:
         statuses = [status] * n
@@ -62,14 +78,62 @@ def expand(item: dict[str, Any]) -> list[dict[str, Any]]:
     if stamps is not None and len(stamps) != n:
         raise BeaconError(f"timestamp has {len(stamps)} elements, duration_ms {n}: "
                           "send one per duration (null for none)", "length_mismatch")
-    base = {k: item.get(k) for k in ("service", "route", "method")}
+    base = {k: item.get(k) for k in fields}
     rows = []
     for j in range(n):
-        row = {**base, "status": statuses[j], "duration_ms": durations[j]}
+        row = {**base, "duration_ms": durations[j]}
+        if statuses[j] is not None:  # absent: the row's own default or missing_field
+            row[per_element] = statuses[j]
         if stamps is not None and stamps[j] is not None:
             row["timestamp"] = stamps[j]
         rows.append(row)
     return rows
+
+
+def ingest_series(
+    beacon: BeaconType, items: list[Any], ctx: Context, fields: tuple[str, ...],
+    per_element: str,
+) -> BatchResult:
+    """The general path of a batch with series objects (timings, operations): each element
+    is parsed as the row it stands for; errors name the object and the element."""
+    result = BatchResult()
+    samples: list[Sample] = []
+    where: list[tuple[int, int | None]] = []
+    rejected = beacon.counters.rejected
+    for index, item in enumerate(items):
+        if not is_columnar(item):
+            rows: list[Any] = [item]
+            elements: list[int | None] = [None]
+        else:
+            try:
+                rows = expand(item, fields, per_element)
+            except BeaconError as exc:
+                for _ in range(size(item)):
+                    result.reject(index, exc)
+                rejected[(beacon.name, exc.reason)] += size(item)
+                continue
+            elements = list(range(len(rows)))
+        for row, element in zip(rows, elements, strict=True):
+            try:
+                samples.append(beacon.parse(row, ctx))
+            except BeaconError as exc:
+                result.reject(index, exc, element)
+                rejected[(beacon.name, exc.reason)] += 1
+                continue
+            where.append((index, element))
+    if samples:
+        stored = beacon.store.observe_many(samples)
+        limited = 0
+        for ok, (index, element) in zip(stored, where, strict=True):
+            if ok:
+                result.accepted += 1
+            else:
+                result.reject(index, SERIES_LIMIT, element)
+                limited += 1
+        if limited:
+            rejected[(beacon.name, "series_limit")] += limited
+    beacon.counters.accepted[beacon.name] += result.accepted
+    return result
 
 
 class ColumnarDecoder:

@@ -30,6 +30,8 @@ class SelfMetrics:
     rate_limited: Counter[str] = field(default_factory=Counter)
     # web-vitals reports of an id already seen: updated in place or ignored
     vitals_duplicates: Counter[str] = field(default_factory=Counter)
+    # (beacon type,) -> items counted under page="other" because the page budget was spent
+    pages_other: Counter[str] = field(default_factory=Counter)
 
 
 FAMILIES: tuple[Family, ...] = (
@@ -43,6 +45,9 @@ FAMILIES: tuple[Family, ...] = (
            ("type",)),
     Family("metricsd_ingest_vitals_duplicates", "counter",
            "Repeated web-vitals ids: updated in place or ignored", ("action",)),
+    Family("metricsd_ingest_pages_other", "counter",
+           "Beacon items counted under page=\"other\": ingest.pages.budget was spent",
+           ("type",)),
     Family("metricsd_series", "gauge", "Live series per family", ("family",)),
     Family("metricsd_series_limit", "gauge", "ingest.max_series"),
     Family("metricsd_series_dropped_samples", "counter",
@@ -85,6 +90,7 @@ class IngestSource:
             "metricsd_ingest_requests": c.requests,
             "metricsd_ingest_rate_limited": c.rate_limited,
             "metricsd_ingest_vitals_duplicates": c.vitals_duplicates,
+            "metricsd_ingest_pages_other": c.pages_other,
             "metricsd_series": series,
             "metricsd_series_limit": {(): store.pool.slots},
             "metricsd_series_dropped_samples": store.dropped,

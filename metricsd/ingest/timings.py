@@ -205,44 +205,7 @@ class TimingsBeacon(BeaconType):
         """Rows as every beacon type; series objects element by element, by the same parser."""
         if not any(columnar.is_columnar(item) for item in items):
             return super().ingest(items, ctx)
-        result = BatchResult()
-        samples: list[Sample] = []
-        where: list[tuple[int, int | None]] = []
-        rejected = self.counters.rejected
-        for index, item in enumerate(items):
-            if not columnar.is_columnar(item):
-                rows: list[Any] = [item]
-                elements: list[int | None] = [None]
-            else:
-                try:
-                    rows = columnar.expand(item)
-                except BeaconError as exc:
-                    for _ in range(columnar.size(item)):
-                        result.reject(index, exc)
-                    rejected[(self.name, exc.reason)] += columnar.size(item)
-                    continue
-                elements = list(range(len(rows)))
-            for row, element in zip(rows, elements, strict=True):
-                try:
-                    samples.append(self.parse(row, ctx))
-                except BeaconError as exc:
-                    result.reject(index, exc, element)
-                    rejected[(self.name, exc.reason)] += 1
-                    continue
-                where.append((index, element))
-        if samples:
-            stored = self.store.observe_many(samples)
-            limited = 0
-            for ok, (index, element) in zip(stored, where, strict=True):
-                if ok:
-                    result.accepted += 1
-                else:
-                    result.reject(index, SERIES_LIMIT, element)
-                    limited += 1
-            if limited:
-                rejected[(self.name, "series_limit")] += limited
-        self.counters.accepted[self.name] += result.accepted
-        return result
+        return columnar.ingest_series(self, items, ctx, ("service", "route", "method"), "status")
 
     def _ingest_few(self, items: list[Any], now: float) -> BatchResult | None:
         """A handful of typed items (single beacons): a plain loop beats building columns."""

@@ -10,7 +10,11 @@ Prometheus counters cannot move an observation to another bucket.
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any
+from weakref import WeakKeyDictionary
+
+import numpy as np
 
 from metricsd import labels
 from metricsd.config import IngestConfig
@@ -24,6 +28,8 @@ from metricsd.export.beacons import (
     window_tags,
 )
 from metricsd.export.family import Column, Family, value_columns
+from metricsd.ingest import attribution
+from metricsd.ingest.attribution import Attribution, AttributionStore
 from metricsd.ingest.base import (
     SERIES_LIMIT,
     BatchResult,
@@ -35,16 +41,54 @@ from metricsd.ingest.base import (
     register,
 )
 from metricsd.ingest.normalize import referer_path
+from metricsd.ingest.pages import PageBudget, Templates
 from metricsd.ingest.selfmetrics import SelfMetrics
 from metricsd.store.series import FamilySpec, Store
-from metricsd.vitals import NAVIGATION_TYPES, RATINGS, VITALS
+from metricsd.vitals import (
+    CONNECTIONS,
+    NAVIGATION_TYPES,
+    RATINGS,
+    VITALS,
+    connection_type,
+    device_class,
+)
 
 UNKNOWN_PAGE = "unknown"
 VITALS_RATINGS = "metricsd_web_vitals_ratings"  # counter
 VITALS_WINDOW_RATINGS = "metricsd_web_vitals_window_ratings"
+VITALS_WINDOW_SHARE = "metricsd_web_vitals_window_rating_ratio"
+ATTRIBUTION_WINDOW = "metricsd_web_vitals_attribution_window_seconds"
+ATTRIBUTION_FAMILY = "attribution"  # store family of the sub-parts: (page, part)
+LABELS = ("page", "device")
+# The counters' second dimension: navigation type x connection type, nav-major.
+EXTRAS = tuple(f"{nav}/{conn}" for nav in NAVIGATION_TYPES for conn in CONNECTIONS)
+_CONN_INDEX = {name: i for i, name in enumerate(CONNECTIONS)}
 MAX_CLS = 100.0  # a page that shifts more than this is reporting garbage
 _NAV_INDEX = {name: i for i, name in enumerate(NAVIGATION_TYPES)}
 _OTHER_NAV = _NAV_INDEX["other"]
+_PART_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def window_shares(
+    family: Any, stats: Any, rows: Any
+) -> list[list[float | int]]:
+    """Share of the window's page views per rating (0 for an empty window)."""
+    counts = stats.tag_counts[rows]
+    totals = stats.counts[rows].reshape(-1, 1)
+    out: list[list[float | int]] = np.where(totals > 0, counts / np.maximum(totals, 1),
+                                            0.0).tolist()
+    return out
+
+
+@dataclass
+class VitalsState:
+    """What outlives a reload of the beacon kind: the page budget and attribution."""
+
+    budget: PageBudget
+    attribution: AttributionStore = field(default_factory=AttributionStore)
+
+
+_STATE: WeakKeyDictionary[Store, VitalsState] = WeakKeyDictionary()
 
 
 class Dedupe:
@@ -79,35 +123,62 @@ class VitalsBeacon(BeaconType):
     name = "vitals"
     needs_token = False
     cors = True
-    series = tuple(FamilySpec(spec.name, ("page",), spec.buckets, RATINGS, NAVIGATION_TYPES,
-                              budget="vitals")
-                   for spec in VITALS.values())
+    series = (*(FamilySpec(spec.name, LABELS, spec.buckets, RATINGS, EXTRAS, budget="vitals")
+                for spec in VITALS.values()),
+              FamilySpec(ATTRIBUTION_FAMILY, ("page", "part"), _PART_BUCKETS, ("",),
+                         budget="vitals"))
 
     @classmethod
     def exports(cls, store: Store) -> list[View]:
         out = []
-        for spec, series in zip(VITALS.values(), cls.series, strict=True):
+        vitals = cls.series[: len(VITALS)]
+        for spec, series in zip(VITALS.values(), vitals, strict=True):
             unit = " (seconds)" if spec.unit else " (unitless)"
             out.append(histogram(spec.histogram_name, f"{spec.help}{unit}, cumulative", series))
             out.append(window_summary(spec.window_name,
                                       f"{spec.help}{unit} quantiles {window_help(store)}", series))
         # One family for every vital, told apart by a `metric` label.
-        every = tuple((s.name, (("metric", s.name),)) for s in cls.series)
-        ratings = tuple(Column("_total", (("rating", rating), ("navigation_type", nav)))
-                        for rating in RATINGS for nav in NAVIGATION_TYPES)
+        every = tuple((s.name, (("metric", s.name),)) for s in vitals)
+        ratings = tuple(Column("_total", (("rating", rating), ("navigation_type", nav),
+                                          ("connection", conn)))
+                        for rating in RATINGS for nav in NAVIGATION_TYPES for conn in CONNECTIONS)
+        labels_ = ("metric", *LABELS)
         out.append(View(Family(VITALS_RATINGS, "counter",
-                               "Web Vitals reports by rating, cumulative", ("metric", "page"),
-                               ratings, omit_zero=True), every, tag_extra_totals))
+                               "Web Vitals reports by rating, navigation and connection type, "
+                               "cumulative", labels_, ratings, omit_zero=True),
+                        every, tag_extra_totals))
         out.append(View(Family(VITALS_WINDOW_RATINGS, "gauge",
                                "Web Vitals reports in the current window by rating",
-                               ("metric", "page"), value_columns("rating", "gauge", RATINGS)),
+                               labels_, value_columns("rating", "gauge", RATINGS)),
                         every, window_tags))
+        out.append(View(Family(VITALS_WINDOW_SHARE, "gauge",
+                               "Share of the window's page views per rating (0..1)",
+                               labels_, value_columns("rating", "gauge", RATINGS)),
+                        every, window_shares))
+        parts = cls.series[-1]
+        out.append(window_summary(ATTRIBUTION_WINDOW,
+                                  "Web Vitals attribution sub-parts (seconds) quantiles "
+                                  f"{window_help(store)}", parts))
         return out
 
     def __init__(self, config: IngestConfig, store: Store, counters: SelfMetrics) -> None:
         super().__init__(config, store, counters)
         self.dedupe = Dedupe(config.vitals_dedupe_ttl, config.vitals_dedupe_max_ids)
         self.max_ms = config.max_duration_ms
+        self.templates = Templates(config.pages.templates)
+        state = _STATE.get(store)
+        if state is None:
+            state = _STATE[store] = VitalsState(PageBudget(
+                config.pages.budget, config.series_idle_timeout,
+                on_overflow=self._count_other))
+            state.budget.on_evict = state.attribution.forget
+        state.budget.limit = config.pages.budget
+        self.state = state
+        # Attribution of the current batch by item id, written by parse, read by record.
+        self._attribution: dict[str, Attribution] = {}
+
+    def _count_other(self) -> None:
+        self.counters.pages_other[self.name] += 1
 
     def parse(self, item: Any, ctx: Context) -> Sample:
         item = as_object(item)
@@ -136,15 +207,31 @@ class VitalsBeacon(BeaconType):
         elif ctx.referer:
             page = self._referer_page(ctx.referer)
         assert ident is not None
+        page = self.state.budget.admit(page, ctx.now) if page else UNKNOWN_PAGE
+        device = device_class(item.get("device"), ctx.user_agent, ctx.ch_mobile)
+        conn = _CONN_INDEX[connection_type(item.get("connection"))]
+        attr = attribution.parse(spec.name, item.get("attribution"), self.max_len, self.max_ms)
+        if attr is not None:
+            self._attribution[ident] = attr
+        nav_index = _NAV_INDEX.get(nav, _OTHER_NAV) if nav else _NAV_INDEX["navigate"]
         return (
             spec.name,
-            (page or UNKNOWN_PAGE,),
+            (page, device),
             value,
             ctx.now,
             spec.rating_index(value),
-            _NAV_INDEX.get(nav, _OTHER_NAV) if nav else _NAV_INDEX["navigate"],
+            nav_index * len(CONNECTIONS) + conn,
             ident,
         )
+
+    def path(self, raw: str, name: str) -> str:
+        """Route templates first (ingest.pages.templates), then the automatic id collapse."""
+        path = self.templates.apply(raw)
+        if len(path) > self.max_len:
+            raise BeaconError(
+                f"{name} is longer than {self.max_len} characters once ids become :id",
+                "bad_string")
+        return path
 
     def _referer_page(self, referer: str) -> str | None:
         """The page of a Referer header, held to the same rules as the `page` field.
@@ -185,3 +272,14 @@ class VitalsBeacon(BeaconType):
                 (family, ident), [stamp, slot, int(pool.generation[slot]), seq, value, tag]
             )
             result.accepted += 1
+            attr = self._attribution.get(ident)
+            if attr is not None:
+                self._attribute(family, key[0], value, tag, stamp, attr)
+        self._attribution.clear()
+
+    def _attribute(self, vital: str, page: str, value: float, rating: int, stamp: float,
+                   attr: Attribution) -> None:
+        """Targets into the page's heavy hitters, sub-parts into their window (first report)."""
+        self.state.attribution.add(page, vital, value, rating, attr)
+        for part, seconds in attr.parts:
+            self.store.observe(ATTRIBUTION_FAMILY, (page, part), seconds, stamp)

@@ -14,9 +14,13 @@ from aiohttp import web
 
 from metricsd.alerting import ALERTS
 from metricsd.config import Config
-from metricsd.core import CONFIG, SCHEDULER, Apply, register_reloader
-from metricsd.ingest import STORE
+from metricsd.core import CONFIG, SCHEDULER, Apply, current_config, register_reloader
+from metricsd.ingest import BEACON_TYPES, STORE
+from metricsd.ingest.attribution import AttributionStore
+from metricsd.ingest.cache import CacheBeacon
+from metricsd.ingest.vitals import VitalsBeacon
 from metricsd.overview import model
+from metricsd.overview.attribution import attribution_document
 from metricsd.overview.history import History
 from metricsd.overview.model import CARD_SERIES, MAX_ROUTES, Sources
 from metricsd.overview.series import series_document
@@ -28,9 +32,20 @@ log = logging.getLogger(__name__)
 __all__ = ["HISTORY", "VIEWS", "Snapshot", "Views", "sample_history", "setup", "sources"]
 
 
+def _attribution(app: web.Application) -> AttributionStore | None:
+    """The vitals kind's attribution summaries (None when the kind is not registered)."""
+    kind = app[BEACON_TYPES].get("vitals")
+    return kind.state.attribution if isinstance(kind, VitalsBeacon) else None
+
+
 def sources(app: web.Application) -> Sources:
     """What the overview reads, from the app (alerting may be unconfigured)."""
-    return Sources(app[STORE], app.get(PG_STATE), app.get(ALERTS))
+    cache = app[BEACON_TYPES].get("cache")
+    ingest = current_config(app).ingest
+    return Sources(app[STORE], app.get(PG_STATE), app.get(ALERTS),
+                   vitals_min_views=ingest.vitals_min_page_views,
+                   attribution=_attribution(app), objectives=ingest.operations,
+                   caches=cache.state if isinstance(cache, CacheBeacon) else None)
 
 
 class Views:
@@ -40,16 +55,21 @@ class Views:
         # Sources are looked up per computation: a reload may replace a subsystem's object.
         self.page: Cached[dict[str, Any]] = Cached(
             lambda now: model.figures(sources(app), now))
-        self.series: Cached[bytes] = Cached(lambda now: series_document(app[STORE], now))
+        self.series: Cached[bytes] = Cached(lambda now: series_document(
+            app[STORE], now, current_config(app).ingest.vitals_min_page_views))
+        self.attribution: Cached[dict[str, Any]] = Cached(
+            lambda now: attribution_document(app[STORE], _attribution(app), now))
 
     def invalidate(self) -> None:
         """The next reader of each view computes it afresh."""
         self.page.invalidate()
         self.series.invalidate()
+        self.attribution.invalidate()
 
     async def close(self) -> None:
         await self.page.close()
         await self.series.close()
+        await self.attribution.close()
 
 
 HISTORY = web.AppKey("history", History)

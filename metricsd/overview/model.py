@@ -11,17 +11,21 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from metricsd.alerting.service import AlertingService
+from metricsd.config import OperationConfig
+from metricsd.ingest.attribution import AttributionStore
+from metricsd.ingest.cache import CacheState
+from metricsd.ingest.operations import OUTCOMES
 from metricsd.overview.history import History
 from metricsd.postgres.state import PgState
 from metricsd.store.series import QUANTILES, STATUS_CLASSES, Store
-from metricsd.vitals import CORE, VITALS, rating
+from metricsd.vitals import CORE, VITALS, passes, rating
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +37,20 @@ class Sources:
     store: Store
     pg: PgState | None
     alerts: AlertingService | None
+    vitals_min_views: int = 20  # ingest.vitals_min_page_views: below it, no CWV verdict
+    attribution: AttributionStore | None = None  # "what makes this page slow"
+    objectives: Mapping[str, OperationConfig] = field(default_factory=dict)
+    caches: CacheState | None = None
 
 
 SPARK_POINTS = 60  # sparkline resolution: history_minutes are averaged into this many points
 MAX_ROUTES = 40  # rows of the per-route table (slowest p95 first); the rest are counted
 MAX_PAGES = 40  # rows of the Web Vitals table (busiest first)
+MAX_SLOW_PAGES = 10  # pages in "what makes this page slow" (busiest first)
 MAX_ALERTS = 15  # rows of the alerts table (firing first)
+MAX_OPERATIONS = 40  # rows of the operations table (furthest over objective first)
+MAX_CACHES = 20  # rows of the cache table (busiest first)
+TOP_KEYS_SHOWN = 5  # top keys listed per cache on the page (GET /v1/cache has them all)
 REFRESH_DEFAULT_S = 30
 # The overall p95 merges every route's window; beyond this many samples the rings are
 # read at every stride-th position, and the merge is sorted off the event loop.
@@ -169,9 +181,51 @@ async def api_overview(store: Store, now: float) -> dict[str, Any]:
     }
 
 
-async def vitals_overview(store: Store, now: float) -> dict[str, Any]:
-    """p75 per page and vital with its rating, the number Core Web Vitals assesses."""
-    pages: dict[str, dict[str, Any]] = {}
+def operations_overview(
+    store: Store, now: float, objectives: Mapping[str, OperationConfig]
+) -> list[dict[str, Any]]:
+    """Per (service, operation): p50/p95/p99 against its objective and window outcomes."""
+    stats = store.window_stats(store.families["operation"], now)
+    rows: list[dict[str, Any]] = []
+    for row, (service, operation) in enumerate(stats.keys):
+        count = int(stats.counts[row])
+        if count == 0:
+            continue
+        config = objectives.get(operation)
+        objective = (config.objective_ms / 1000.0
+                     if config is not None and config.objective_ms is not None else None)
+        quantile = config.quantile if config is not None else 0.95
+        value = _num(stats.quantiles[row, _Q[quantile]])
+        outcomes = {name: int(stats.tag_counts[row, i]) for i, name in enumerate(OUTCOMES)}
+        rows.append({
+            "service": service, "operation": operation, "count": count,
+            "p50": _num(stats.quantiles[row, _Q[0.5]]),
+            "p95": _num(stats.quantiles[row, _Q[0.95]]),
+            "p99": _num(stats.quantiles[row, _Q[0.99]]),
+            "objective": objective, "objective_quantile": quantile,
+            "objective_value": value,
+            "over": objective is not None and value is not None and value > objective,
+            "outcomes": outcomes, "failed_ratio": (count - outcomes["ok"]) / count,
+        })
+    rows.sort(key=lambda r: (-((r["objective_value"] or 0.0) / (r["objective"] or math.inf)),
+                             -(r["p95"] or 0.0), r["service"], r["operation"]))
+    return rows
+
+
+def cache_overview(state: CacheState | None, now: float) -> list[dict[str, Any]]:
+    """Every reported cache, busiest first, with its first few top keys."""
+    if state is None:
+        return []
+    caches = state.view(now)
+    for cache in caches:
+        cache["top_keys"] = cache["top_keys"][:TOP_KEYS_SHOWN]
+    return caches
+
+
+async def vitals_overview(store: Store, now: float, min_views: int = 20,
+                          attribution: AttributionStore | None = None) -> dict[str, Any]:
+    """p75 per page, device and vital with its rating, and the Core Web Vitals verdict."""
+    pages: dict[tuple[str, str], dict[str, Any]] = {}
     present: list[str] = []
     for name in VITALS:
         stats = store.window_stats(store.families[name], now)
@@ -184,20 +238,50 @@ async def vitals_overview(store: Store, now: float) -> dict[str, Any]:
             if count == 0:
                 continue
             p75 = _num(p75s[row])
-            page = pages.setdefault(key[0], {"page": key[0], "reports": 0, "vitals": {}})
+            page = pages.setdefault((key[0], key[1]), {
+                "page": key[0], "device": key[1], "reports": 0, "views": 0, "vitals": {}})
             page["vitals"][name] = {"p75": p75, "rating": rating(name, p75), "count": count}
             page["reports"] += count
+            if name in ("LCP", "INP", "CLS"):
+                page["views"] = max(page["views"], count)
             if name not in present:
                 present.append(name)
+    for page in pages.values():
+        p75s = {name: v["p75"] for name, v in page["vitals"].items()}
+        page["pass"] = passes(p75s) if page["views"] >= min_views else None
     shown = [n for n in VITALS if n in CORE or n in present]
-    rows = sorted(pages.values(), key=lambda p: (-p["reports"], p["page"]))
+    rows = sorted(pages.values(), key=lambda p: (-p["reports"], p["page"], p["device"]))
     return {
         "metrics": shown,
         "pages": rows[:MAX_PAGES],
         "page_count": len(rows),
+        "min_views": min_views,
+        "slow": slow_pages(attribution, [r["page"] for r in rows]),
         "thresholds": {n: {"good": VITALS[n].good, "poor": VITALS[n].poor,
                            "unit": VITALS[n].unit} for n in shown},
     }
+
+
+def slow_pages(attribution: AttributionStore | None, order: list[str]) -> list[dict[str, Any]]:
+    """"What makes this page slow": the top target per vital, resource and script."""
+    if attribution is None:
+        return []
+    out = []
+    for page in dict.fromkeys(order):
+        entry = attribution.pages.get(page)
+        if entry is None:
+            continue
+        causes = [{"vital": vital, "kind": "element", **hh.top()[0]}
+                  for vital, hh in sorted(entry.targets.items()) if hh.items]
+        if entry.resources.items:
+            causes.append({"vital": "LCP", "kind": "resource", **entry.resources.top()[0]})
+        if entry.scripts.items:
+            causes.append({"vital": "INP", "kind": "script", **entry.scripts.top()[0]})
+        if causes:
+            out.append({"page": page, "causes": causes})
+        if len(out) >= MAX_SLOW_PAGES:
+            break
+    return out
 
 
 def postgres_overview(state: PgState | None) -> dict[str, Any] | None:
@@ -240,9 +324,11 @@ async def figures(sources: Sources, now: float) -> dict[str, Any]:
     store = sources.store
     await store.refresh(now)
     api = await api_overview(store, now)
-    vitals = await vitals_overview(store, now)
+    vitals = await vitals_overview(store, now, sources.vitals_min_views, sources.attribution)
     pg = postgres_overview(sources.pg)
     alerts = alerts_overview(sources.alerts, now)
+    operations = operations_overview(store, now, sources.objectives)
+    caches = cache_overview(sources.caches, now)
     cards = {
         "api_p95": api["p95"],
         "api_error_ratio": api["error_ratio"],
@@ -259,6 +345,8 @@ async def figures(sources: Sources, now: float) -> dict[str, Any]:
         "vitals": vitals,
         "postgres": pg,
         "alerts": alerts,
+        "operations": operations,
+        "caches": caches,
     }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from metricsd.ingest.assessment import assess
 from metricsd.store.series import QUANTILES, STATUS_CLASSES, Store
 from metricsd.vitals import RATINGS, VITALS
 
@@ -37,12 +38,13 @@ def _api_rows(keys: list[tuple[str, ...]], qs: list[list[float]], counts: list[i
     return rows
 
 
-def _vital_rows(name: str, keys: list[tuple[str, ...]], qs: list[list[float]],
-                counts: list[int], rates: list[float],
+def _vital_rows(name: str, labels: tuple[str, ...], keys: list[tuple[str, ...]],
+                qs: list[list[float]], counts: list[int], rates: list[float],
                 tags: list[list[int]]) -> list[dict[str, Any]]:
     unit = VITALS[name].unit or "unitless"
-    return [{"metric": name, "unit": unit, "page": key[0], "count": count, "rate": rate,
-             "quantiles": _quantiles(q), "ratings": dict(zip(RATINGS, rating, strict=True))}
+    return [{"metric": name, "unit": unit, **dict(zip(labels, key, strict=True)),
+             "count": count, "rate": rate, "quantiles": _quantiles(q),
+             "ratings": dict(zip(RATINGS, rating, strict=True))}
             for key, q, count, rate, rating in zip(keys, qs, counts, rates, tags, strict=True)]
 
 
@@ -52,6 +54,14 @@ def _encode(rows: list[dict[str, Any]]) -> bytes:
         return orjson.dumps(rows)
     except orjson.JSONEncodeError:
         return json.dumps(rows).encode()
+
+
+def _encode_one(doc: dict[str, Any]) -> bytes:
+    """The document's head (the assessment holds page labels, maybe surrogates)."""
+    try:
+        return orjson.dumps(doc)
+    except orjson.JSONEncodeError:
+        return json.dumps(doc).encode()
 
 
 async def _family_rows(store: Store, name: str, now: float) -> list[bytes]:
@@ -69,25 +79,33 @@ async def _family_rows(store: Store, name: str, now: float) -> list[bytes]:
         if name == "api":
             rows = _api_rows(keys, *columns)
         else:
-            rows = _vital_rows(name, keys, *columns)
+            rows = _vital_rows(name, family.spec.labels, keys, *columns)
         pieces.append(_encode(rows)[1:-1])
         await asyncio.sleep(0)
     return pieces
 
 
-async def series_document(store: Store, now: float) -> bytes:
-    """The JSON document; values in seconds (CLS unitless), rates per second."""
+async def series_document(store: Store, now: float, min_views: int | None = None) -> bytes:
+    """The JSON document; values in seconds (CLS unitless), rates per second.
+
+    With `min_views` it also carries the Core Web Vitals assessment per page and device
+    (ingest/assessment.py) under `web_vitals_assessment`.
+    """
     await store.refresh(now)
-    head = orjson.dumps({
+    head: dict[str, Any] = {
         "generated_at": now,
         "window": {"samples": store.pool.capacity, "seconds": store.window_seconds},
         "series": store.series_count,
         "max_series": store.pool.slots,
-    })
+    }
     async with store.reading:  # no slot changes hands (expiry) between chunks
+        if min_views is not None:
+            head["web_vitals_assessment"] = assess(store, now, min_views)
+            await asyncio.sleep(0)
         api = await _family_rows(store, "api", now)
         vitals: list[bytes] = []
-        for name in sorted(n for n in store.families if n != "api"):
+        for name in sorted(n for n in store.families if n in VITALS):  # not operations
             vitals += await _family_rows(store, name, now)
-    return b"".join([head[:-1], b',"api":[', b",".join(p for p in api if p),
+    head_bytes = _encode_one(head)
+    return b"".join([head_bytes[:-1], b',"api":[', b",".join(p for p in api if p),
                      b'],"web_vitals":[', b",".join(p for p in vitals if p), b"]}"])

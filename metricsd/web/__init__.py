@@ -7,6 +7,7 @@ from aiohttp import web
 from metricsd.web import (
     alerts,
     beacons,
+    cache,
     metrics,
     openapi,
     page,
@@ -15,6 +16,7 @@ from metricsd.web import (
     reload,
     status,
     summary,
+    vitals,
 )
 
 
@@ -24,9 +26,11 @@ def setup(app: web.Application) -> None:
     metrics.setup(app)
     beacons.setup(app)
     summary.setup(app)
+    vitals.setup(app)
     postgres.setup(app)
     plans.setup(app)
     page.setup(app)
     alerts.setup(app)
+    cache.setup(app)
     reload.setup(app)
     openapi.setup(app)

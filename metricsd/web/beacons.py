@@ -108,7 +108,8 @@ class BeaconChecks:
             raise _too_large(config)
         body = await read_body(request, current_config(request.app).server.body_timeout, config)
         body = decompress(body, request.headers.get(hdrs.CONTENT_ENCODING), config)
-        ctx = Context(now, request.headers.get(hdrs.REFERER))
+        ctx = Context(now, request.headers.get(hdrs.REFERER),
+                      request.headers.get(hdrs.USER_AGENT), request.headers.get("Sec-CH-UA-Mobile"))
         result = beacon.ingest_body(body, ctx)
         if result is not None:
             return _json(202 if result.accepted else 400, {

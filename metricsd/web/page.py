@@ -26,6 +26,8 @@ from metricsd.overview import HISTORY, VIEWS
 from metricsd.overview.model import (
     CARD_SERIES,
     MAX_ALERTS,
+    MAX_CACHES,
+    MAX_OPERATIONS,
     MAX_PAGES,
     MAX_ROUTES,
     REFRESH_DEFAULT_S,
@@ -193,6 +195,8 @@ def _render(request: web.Request, data: dict[str, Any], now: float, refresh: int
         "max_routes": MAX_ROUTES,
         "max_pages": MAX_PAGES,
         "max_alerts": MAX_ALERTS,
+        "max_operations": MAX_OPERATIONS,
+        "max_caches": MAX_CACHES,
         "link": lambda path: _with_token(request, path),
         "listen": app[CONFIG].listen,
     }

@@ -30,6 +30,9 @@ SHIPPED = {
     "PgBouncerDown", "PgBouncerPoolUtilizationHigh", "PgBouncerClientsWaiting",
     "PgBouncerClientConnectionsHigh", "PostgresWraparoundRisk", "PostgresArchivingFailing",
     "PostgresPlanRegression",
+    "WebVitalsAssessmentFailing",
+    "OperationObjectiveMissed",  # issue 16
+    "CacheHitRatioLow",  # issue 16
 }
 
 

@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from metricsd_client.aiohttp_middleware import SENDER, setup_aiohttp
 
-from metricsd.client.aiohttp_middleware import SENDER, setup_aiohttp
 from tests.client.conftest import TOKEN, Metricsd, value
 
 REQUESTS = "metricsd_api_requests_total"

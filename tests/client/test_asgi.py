@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+from metricsd_client import MetricsdASGIMiddleware
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -10,7 +11,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from metricsd.client import MetricsdASGIMiddleware
 from tests.client.conftest import TOKEN, Metricsd, serve_asgi, value
 
 REQUESTS = "metricsd_api_requests_total"

@@ -9,7 +9,7 @@ CODE = """
 import sys
 for name in ("starlette", "flask", "werkzeug", "fastapi", "django"):
     sys.modules[name] = None  # any import of these now raises ImportError
-from metricsd.client import (AsyncSender, DjangoRouteMiddleware, MetricsdASGIMiddleware,
+from metricsd_client import (AsyncSender, DjangoRouteMiddleware, MetricsdASGIMiddleware,
                              MetricsdWSGIMiddleware, SenderCollector, ThreadSender,
                              setup_aiohttp)
 assert "aiohttp.web" in sys.modules  # only because setup_aiohttp was asked for
@@ -17,7 +17,7 @@ assert "aiohttp.web" in sys.modules  # only because setup_aiohttp was asked for
 
 WSGI_ONLY = """
 import sys
-from metricsd.client import MetricsdWSGIMiddleware
+from metricsd_client import MetricsdWSGIMiddleware
 assert "aiohttp" not in sys.modules, "a WSGI app should not pay for importing aiohttp"
 """
 

@@ -27,9 +27,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from flask import Flask
+from metricsd_client import MetricsdWSGIMiddleware, setup_aiohttp
+from metricsd_client.base import TimingSender
 
-from metricsd.client import MetricsdWSGIMiddleware, setup_aiohttp
-from metricsd.client.base import TimingSender
 from tests.client.conftest import TOKEN, serve_wsgi
 
 PHASE_SECONDS = 1.5

@@ -4,8 +4,7 @@ tests/ingest/test_normalize.py)."""
 from __future__ import annotations
 
 import pytest
-
-from metricsd.client.base import Endpoint, Outcome, outcome_of
+from metricsd_client.base import Endpoint, Outcome, outcome_of
 
 
 @pytest.mark.parametrize(("url", "expected"), [

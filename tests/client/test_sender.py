@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from metricsd_client import AsyncSender, SenderCollector, ThreadSender
+from metricsd_client.base import TimingSender
 from prometheus_client import CollectorRegistry
-
-from metricsd.client import AsyncSender, SenderCollector, ThreadSender
-from metricsd.client.base import TimingSender
 
 
 def expand(obj: dict[str, Any]) -> list[dict[str, Any]]:

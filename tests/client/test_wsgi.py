@@ -8,8 +8,8 @@ from typing import Any
 
 import aiohttp
 from flask import Flask, abort
+from metricsd_client import MetricsdWSGIMiddleware
 
-from metricsd.client import MetricsdWSGIMiddleware
 from tests.client.conftest import TOKEN, Metricsd, serve_wsgi, value
 
 REQUESTS = "metricsd_api_requests_total"

@@ -26,6 +26,7 @@ REQUIRED_VARIABLES = {
     "metricsd-web-vitals": {"instance", "page"},
     "metricsd-postgres": {"instance", "target"},
     "metricsd-self": {"instance"},
+    "metricsd-operations": {"instance", "service", "operation", "cache_service"},
 }
 # Series Prometheus makes itself for every target.
 PROMETHEUS_BUILTINS = {"up", "scrape_duration_seconds", "scrape_samples_scraped",

@@ -23,7 +23,8 @@ FLEET_TEST = ROOT / "deploy/prometheus/alerts_test.yml"
 FLEET_RULES = {"ApiLatencyP95High", "ApiErrorRatioHigh", "WebVitalsLCPPoor",
                "WebVitalsLCPNeedsImprovement", "WebVitalsINPPoor",
                "WebVitalsINPNeedsImprovement", "WebVitalsCLSPoor",
-               "WebVitalsCLSNeedsImprovement"}
+               "WebVitalsCLSNeedsImprovement", "WebVitalsAssessmentFailing",
+               "OperationObjectiveMissed", "CacheHitRatioLow"}
 
 
 def _alerts(path: Path) -> dict[str, dict[str, Any]]:
@@ -48,6 +49,16 @@ def test_fleet_rules_pass_promtool_check_and_their_unit_tests() -> None:
     assert checked.returncode == 0, checked.stdout + checked.stderr
     tested = _promtool("test", "rules", str(FLEET_TEST), cwd=FLEET.parent)
     assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def test_fleet_records_every_quantile_an_objective_may_name() -> None:
+    """An objective on any allowed quantile has a fleet quantile to be compared with."""
+    from metricsd.config import OBJECTIVE_QUANTILES
+
+    doc = yaml.safe_load(FLEET.read_text(encoding="utf-8"))
+    recorded = {r["labels"]["quantile"] for g in doc["groups"] for r in g["rules"]
+                if r.get("record", "").startswith("service_operation_quantile:")}
+    assert recorded == {repr(q) for q in OBJECTIVE_QUANTILES}
 
 
 def test_per_instance_rules_fail_the_fleet_unit_tests(tmp_path: Path) -> None:

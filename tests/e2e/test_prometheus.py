@@ -37,6 +37,11 @@ VITAL_VALUES = {
     "LCP": (1200, 3100, 5200), "INP": (80, 320, 700), "CLS": (0.02, 0.15, 0.4),
     "FCP": (900, 2200, 3600), "TTFB": (300, 1200, 2400), "FID": (40, 200, 400),
 }
+DEVICES = {"/": "desktop", "/checkout": "mobile"}
+# One sub-part each for INP and LCP: 2 pages x 2 parts = 4 more vitals series.
+ATTRIBUTION = {"INP": {"target": "#buy", "processingDuration": 120.0},
+               "LCP": {"target": "img.hero", "url": "/hero.jpg", "resourceLoadDuration": 400.0},
+               "CLS": {"target": "div.ad"}}
 MAX_SERIES = 60  # steady traffic makes ~24 series; the spam burst goes over the cap
 FAKE_CLIENT = "198.51.100.7"  # documentation range; sent as X-Forwarded-For by the burst
 
@@ -72,15 +77,41 @@ class Traffic:
         for (name, values), page in itertools.product(VITAL_VALUES.items(), PAGES):
             for value, nav in zip(values, NAVIGATION, strict=True):
                 # No `rating`: it is optional, and metricsd rates by value anyway.
-                items.append({"name": name, "value": value * self.rng.uniform(0.9, 1.1),
-                              "delta": 0, "id": f"v4-{next(self.ids)}",
-                              "navigationType": nav, "page": page})
+                item = {"name": name, "value": value * self.rng.uniform(0.9, 1.1),
+                        "delta": 0, "id": f"v4-{next(self.ids)}",
+                        "navigationType": nav, "page": page,
+                        # vitals (issue 17): devices, connections and attribution
+                        "device": DEVICES[page], "connection": "4g"}
+                if name in ATTRIBUTION:
+                    item["attribution"] = ATTRIBUTION[name]
+                items.append(item)
         items.append({"name": "LCP", "value": -5, "id": "bad", "page": "/"})  # out of range
         return items
 
+    def operations(self) -> list[dict[str, Any]]:
+        """Issue 16: operations with an objective (ws.delivery) and without, every outcome."""
+        items: list[dict[str, Any]] = []
+        for operation, median_ms in (("ws.delivery", 120), ("export.csv", 2500)):
+            for _ in range(10):
+                outcome = self.rng.choices(("ok", "error", "timeout", "cancelled"),
+                                           (85, 5, 5, 5))[0]
+                items.append({"service": "shop", "operation": operation, "outcome": outcome,
+                              "duration_ms": self.rng.lognormvariate(math.log(median_ms), 0.5)})
+        return items
+
+    def cache_report(self) -> dict[str, Any]:
+        """Issue 16: one cache's counts since the last round, like the Python client sends."""
+        hits = self.rng.randrange(50, 100)
+        return {"service": "shop", "cache": "templates", "hits": hits, "misses": 100 - hits,
+                "evictions": self.rng.randrange(0, 5), "entries": self.rng.randrange(100, 200),
+                "size_bytes": self.rng.randrange(10**5, 10**6),
+                "top_keys": [{"key": "home.html", "hits": hits // 2}]}
+
     async def steady(self) -> None:
-        """One round of normal traffic: a batch of timings and one of vitals."""
+        """One round of normal traffic: timings, vitals, operations and a cache report."""
         assert await self.post("timings", self.timings()) == 202
+        assert await self.post("operations", self.operations()) == 202
+        assert await self.post("cache", self.cache_report()) == 202
         vitals = self.vitals()
         assert await self.post("vitals", vitals) == 202
         # web-vitals reports CLS again on page hide with the same id: an in-place update.
@@ -281,6 +312,9 @@ async def test_every_dashboard_query_returns_data(
     config = make_config({
         "ingest": {
             "max_series": MAX_SERIES,
+            "budgets": {"vitals": 24},  # 12 vitals series + 4 attribution sub-part series
+            "vitals_min_page_views": 1,  # the CWV pass panel has data after one round
+            "operations": {"ws.delivery": {"objective_ms": 200}},
             "rate_limit": {"enabled": True, "requests_per_second": 20, "burst": 20,
                            "trusted_proxies": ["127.0.0.1/32"]},
         },

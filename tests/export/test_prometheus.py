@@ -145,7 +145,7 @@ async def test_cached_text_follows_every_change(aiohttp_client, make_config):
     from metricsd.ingest import STORE
 
     clock = [time.time()]
-    app = create_app(make_config({"ingest": {"max_series": 3, "window": {"seconds": 60}}}))
+    app = create_app(make_config({"ingest": {"max_series": 6, "window": {"seconds": 60}}}))
     store = app[STORE]
     source = next(s for s in app[REGISTRY].sources() if isinstance(s, StoreSource))
     source.clock = lambda: clock[0]

@@ -200,13 +200,14 @@ async def test_every_store_histogram_gets_native_buckets(make_config):
     app = create_app(make_config())
     store = app[STORE]
     store.observe("api", ("s", "/r", "GET"), 0.25, 100.0, 1)
+    store.observe("operation", ("s", "ai.generate"), 1.5, 100.0, 0)
     for spec in VITALS.values():
-        store.observe(spec.name, ("/",), 0.5, 100.0, 0)
+        store.observe(spec.name, ("/", "desktop"), 0.5, 100.0, 0)  # (page, device)
     await store.refresh(101.0)
     [source] = [s for s in app[REGISTRY].sources() if isinstance(s, StoreSource)]
     histograms = {f.name for f in source.families if f.type == "histogram"}
     assert histograms == set(source.histograms()) == {
-        "metricsd_api_request_duration_seconds",
+        "metricsd_api_request_duration_seconds", "metricsd_operation_duration_seconds",
         *(f"metricsd_web_vitals_{spec.name.lower()}" + ("_seconds" if spec.unit else "")
           for spec in VITALS.values())}
     for metric in source.native_snapshot()():

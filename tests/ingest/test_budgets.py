@@ -20,11 +20,14 @@ def vital(page: str, ident: str) -> dict:
 
 
 def test_default_budgets_split_max_series():
-    assert IngestConfig().series_budgets() == {"timings": 7000, "vitals": 3000}
+    assert IngestConfig().series_budgets() == {"timings": 6000, "vitals": 2500,
+                                               "operations": 1000, "cache": 500}
+    # what is set is taken first; the others share the rest in their proportions
     assert IngestConfig(max_series=100, budgets={"vitals": 10}).series_budgets() == {
-        "timings": 90, "vitals": 10}
-    assert IngestConfig(max_series=100, budgets={"timings": 60, "vitals": 40}
-                        ).series_budgets() == {"timings": 60, "vitals": 40}
+        "timings": 72, "vitals": 10, "operations": 12, "cache": 6}
+    assert IngestConfig(max_series=100, budgets={"timings": 60, "vitals": 30, "operations": 8,
+                                                 "cache": 2}).series_budgets() == {
+        "timings": 60, "vitals": 30, "operations": 8, "cache": 2}
 
 
 def test_budgets_over_max_series_are_a_config_error(make_config):
@@ -32,6 +35,8 @@ def test_budgets_over_max_series_are_a_config_error(make_config):
         make_config({"ingest": {"max_series": 100, "budgets": {"timings": 80, "vitals": 30}}})
     with pytest.raises(ConfigError, match="max_series"):
         make_config({"ingest": {"max_series": 100, "budgets": {"timings": 100}}})
+    with pytest.raises(ConfigError, match="max_series"):  # 1 left for 3 unset kinds
+        make_config({"ingest": {"max_series": 100, "budgets": {"timings": 99}}})
 
 
 @pytest.mark.parametrize("vital_names", [("LCP",), ("LCP", "INP", "CLS", "FCP", "TTFB")])
@@ -53,11 +58,11 @@ async def test_ten_thousand_anonymous_pages_cannot_block_a_new_api_series(
         sent += len(batch)
     store = app[STORE]
     vitals_series = sum(len(store.families[n]) for n in vital_names)
-    assert vitals_series == 300  # the vitals budget (30 % of 1000), not all of max_series
+    assert vitals_series == 250  # the vitals budget (25 % of 1000), not all of max_series
     registry = app[REGISTRY]
     dropped = sum(registry.get_sample_value("metricsd_series_dropped_samples_total",
                                             {"family": n}) or 0 for n in vital_names)
-    assert dropped == sent - 300  # counted per family, as before
+    assert dropped == sent - 250  # counted per family, as before
     # Authenticated API series still get slots: hundreds of new ones, all accepted.
     batch = [{**TIMING, "route": f"/api/r{i}x"} for i in range(500)]
     resp = await client.post("/v1/beacons/timings", json=batch)
@@ -104,4 +109,4 @@ async def test_reload_changes_cors_origins_and_keeps_budgets(aiohttp_client, tmp
     assert (await client.post("/-/reload")).status == 200
     assert await post("https://b.example") == 202  # the new allow-list, at once
     assert await post("https://a.example") == 403
-    assert app[STORE].budgets == {"timings": 70, "vitals": 30}  # restart-only
+    assert app[STORE].budgets == {"timings": 60, "vitals": 25, "operations": 10}  # restart-only

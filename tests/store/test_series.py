@@ -32,7 +32,7 @@ def test_normalisation_collapses_ids():
 
 
 async def test_100k_raw_routes_stay_within_max_series(aiohttp_client, make_config):
-    app = create_app(make_config({"ingest": {"max_series": 501, "budgets": {"timings": 500},
+    app = create_app(make_config({"ingest": {"max_series": 503, "budgets": {"timings": 500},
                                              "window": {"samples": 64}}}))
     client = await aiohttp_client(app)
     store = app[STORE]

@@ -15,7 +15,7 @@ TOKEN = "s3cret-admin-token"
 USER, PASSWORD = "ops", "correct horse"
 VITAL = {"name": "LCP", "value": 1200.0, "id": "v1", "page": "/"}
 PROTECTED = ["/", "/v1/summary", "/static/overview.css", "/v1/postgres/statements",
-             "/v1/postgres/indexes", "/v1/alerts"]
+             "/v1/postgres/indexes", "/v1/alerts", "/v1/vitals/attribution"]
 
 
 async def other_helpers_route(request: web.Request) -> web.Response:

@@ -209,15 +209,20 @@ async def test_vitals_text_plain_body_and_referer_page(make_client):
     )
     assert resp.status == 202
     assert (await resp.json())["accepted"] == 3
-    lcp = {"metric": "LCP", "page": "/products/:id", "navigation_type": "navigate"}
+    lcp = {"metric": "LCP", "page": "/products/:id", "navigation_type": "navigate",
+           "device": "unknown", "connection": "unknown"}
     # 2.6 s is above LCP's 2.5 s "good" line and below 4 s: needs-improvement.
     assert value(client, "metricsd_web_vitals_ratings_total", **lcp,
                  rating="needs-improvement") == 1
-    assert value(client, "metricsd_web_vitals_lcp_seconds_sum", page="/products/:id") == 2.6
-    assert value(client, "metricsd_web_vitals_cls_sum", page="/products/:id") == 0.3
+    assert value(client, "metricsd_web_vitals_lcp_seconds_sum", page="/products/:id",
+                 device="unknown") == 2.6
+    assert value(client, "metricsd_web_vitals_cls_sum", page="/products/:id",
+                 device="unknown") == 0.3
     assert value(client, "metricsd_web_vitals_ratings_total", metric="CLS",
-                 page="/products/:id", rating="poor", navigation_type="navigate") == 1
-    assert value(client, "metricsd_web_vitals_inp_seconds_count", page="/products/{id}") == 1
+                 page="/products/:id", device="unknown", rating="poor",
+                 navigation_type="navigate", connection="unknown") == 1
+    assert value(client, "metricsd_web_vitals_inp_seconds_count", page="/products/{id}",
+                 device="unknown") == 1
 
 
 async def test_vitals_validation(make_client):
@@ -242,15 +247,17 @@ async def test_repeated_vitals_id_is_not_counted_twice(make_client):
     # On the next page hide web-vitals reports CLS again, larger, with the same id.
     again = [vital("CLS", 0.3, "v5-cls", **page), vital("LCP", 1800.0, "v5-lcp", **page)]
     assert (await client.post("/v1/beacons/vitals", json=again)).status == 202
-    cls_count = value(client, "metricsd_web_vitals_cls_count", page="/checkout")
+    cls_count = value(client, "metricsd_web_vitals_cls_count", page="/checkout",
+                        device="unknown")
     assert cls_count == 1
-    assert value(client, "metricsd_web_vitals_cls_window", page="/checkout",
+    assert value(client, "metricsd_web_vitals_cls_window", page="/checkout", device="unknown",
                  quantile="0.5") == 0.3  # the window holds the latest value
     assert value(client, "metricsd_web_vitals_window_ratings", metric="CLS",
-                 page="/checkout", rating="poor") == 1
+                 page="/checkout", device="unknown", rating="poor") == 1
     assert value(client, "metricsd_web_vitals_window_ratings", metric="CLS",
-                 page="/checkout", rating="good") == 0
-    assert value(client, "metricsd_web_vitals_lcp_seconds_count", page="/checkout") == 1
+                 page="/checkout", device="unknown", rating="good") == 0
+    assert value(client, "metricsd_web_vitals_lcp_seconds_count", page="/checkout",
+                        device="unknown") == 1
     assert value(client, "metricsd_ingest_vitals_duplicates_total", action="updated") == 1
     assert value(client, "metricsd_ingest_vitals_duplicates_total", action="ignored") == 1
 

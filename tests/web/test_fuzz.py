@@ -17,7 +17,8 @@ from metricsd.app import create_app
 from metricsd.config import load_config
 from metricsd.ingest.columnar import sample_count
 
-ROUTES = ["/v1/beacons/timings", "/v1/beacons/vitals"]
+ROUTES = ["/v1/beacons/timings", "/v1/beacons/vitals", "/v1/beacons/operations",
+          "/v1/beacons/cache"]
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +107,9 @@ def test_fuzzed_beacons_keep_the_valid_and_explain_the_rest(server, items, route
     check(status, payload)
     doc = json.loads(payload)
     if "accepted" in doc:
-        # Timings count samples: a series object (duration_ms an array) is one per element.
-        expected = sample_count(items) if route.endswith("/timings") else len(items)
+        # Timings and operations count samples: a series object (duration_ms an array) is
+        # one per element.
+        columnar = route.endswith(("/timings", "/operations"))
+        expected = sample_count(items) if columnar else len(items)
         assert doc["accepted"] + doc["rejected"] == expected
         assert all(e["error"] and e["reason"] for e in doc["errors"])

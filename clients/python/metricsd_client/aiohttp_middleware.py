@@ -10,7 +10,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from metricsd.client.async_sender import AsyncSender
+from metricsd_client.async_sender import AsyncSender
+from metricsd_client.default import offer_default_sender
 
 SENDER = web.AppKey("metricsd_client_sender", AsyncSender)
 
@@ -57,6 +58,7 @@ def setup_aiohttp(
 ) -> AsyncSender:
     """Add the middleware and a cleanup context that starts the sender and flushes it on exit."""
     sender = AsyncSender(url, service=service, token=token, **options)
+    offer_default_sender(sender)  # timer() and the cache helpers use it too
     app[SENDER] = sender
     app.middlewares.insert(0, aiohttp_middleware(sender))  # outermost: times the others too
 

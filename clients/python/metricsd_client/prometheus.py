@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from metricsd.client.base import TimingSender
+from metricsd_client.base import TimingSender
 
 
 class SenderCollector:
@@ -22,7 +22,7 @@ class SenderCollector:
         stats = self.sender.stats()
         service = self.sender.service
         timings = CounterMetricFamily(
-            "metricsd_client_timings", "Request timings by what became of them",
+            "metricsd_client_timings", "Beacon items (timings, operations, cache reports) by fate",
             labels=["service", "outcome"],
         )
         for outcome, value in (("sent", stats.sent), ("dropped", stats.dropped),
@@ -33,7 +33,8 @@ class SenderCollector:
                                       labels=["service"])
         retries.add_metric([service], stats.retries)
         yield retries
-        queued = GaugeMetricFamily("metricsd_client_queued_timings", "Timings waiting to be sent",
+        queued = GaugeMetricFamily("metricsd_client_queued_timings",
+                                   "Beacon items waiting to be sent",
                                    labels=["service"])
         queued.add_metric([service], stats.queued)
         yield queued

@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
-from metricsd.client.thread_sender import ThreadSender
+from metricsd_client.default import offer_default_sender
+from metricsd_client.thread_sender import ThreadSender
 
 ROUTE_KEY = "metricsd.route"
 
@@ -51,6 +52,7 @@ class MetricsdWSGIMiddleware:
             sender = ThreadSender(url, service=service, token=token, **options)
         self.app = app
         self.sender = sender
+        offer_default_sender(sender)  # timer() and the cache helpers use it too
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         start = time.perf_counter()

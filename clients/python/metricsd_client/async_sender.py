@@ -1,19 +1,20 @@
-"""Batches timings from asyncio apps (aiohttp, Starlette, FastAPI) on one keep-alive connection."""
+"""Batches beacons from asyncio apps (aiohttp, Starlette, FastAPI) on one keep-alive connection."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from typing import Any
 
 import aiohttp
 
-from metricsd.client.base import Timing, TimingSender
-from metricsd.retry import parse_retry_after
+from metricsd_client.base import Item, TimingSender
+from metricsd_client.retry import parse_retry_after
 
 
 class AsyncSender(TimingSender):
-    """A task on the app's event loop; `record()` must be called from that loop."""
+    """A task on the app's event loop; `record()` from that loop, operations from any thread."""
 
     def __init__(self, url: str, **options: Any) -> None:
         super().__init__(url, **options)
@@ -21,6 +22,8 @@ class AsyncSender(TimingSender):
         self._session: aiohttp.ClientSession | None = None
         self._wake_event: asyncio.Event | None = None
         self._closing: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
 
     @property
     def running(self) -> bool:
@@ -30,7 +33,8 @@ class AsyncSender(TimingSender):
         """Start the background task on the running loop (idempotent)."""
         if self._task is not None:
             return
-        asyncio.get_running_loop()  # fail loudly when called outside the app's loop
+        self._loop = asyncio.get_running_loop()  # fail loudly outside the app's loop
+        self._loop_thread = threading.get_ident()
         self._wake_event = asyncio.Event()
         self._closing = asyncio.Event()
         # limit=1: every batch reuses one keep-alive connection; batches are sequential.
@@ -43,8 +47,14 @@ class AsyncSender(TimingSender):
         self._task = asyncio.create_task(self._run(), name="metricsd-client-sender")
 
     def _wake(self) -> None:
-        if self._wake_event is not None:
-            self._wake_event.set()
+        event, loop = self._wake_event, self._loop
+        if event is None or loop is None:
+            return
+        if threading.get_ident() == self._loop_thread:
+            event.set()
+        else:  # record_operation from a worker thread (run_in_executor): no direct Event.set
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the interval sends
+                loop.call_soon_threadsafe(event.set)
 
     async def close(self) -> None:
         """Send what is queued (one attempt per batch, within close_timeout), then stop."""
@@ -69,11 +79,13 @@ class AsyncSender(TimingSender):
             if self._session is not None:
                 await self._session.close()
 
-    def _take_all(self) -> list[Timing]:
-        left: list[Timing] = []
-        while batch := self._take():
+    def _take_all(self) -> list[Item]:
+        left: list[Item] = []
+        while True:
+            _, batch = self._take()
+            if not batch:
+                return left
             left += batch
-        return left
 
     async def _run(self) -> None:
         assert self._wake_event is not None and self._closing is not None
@@ -86,24 +98,31 @@ class AsyncSender(TimingSender):
         await self._drain()
 
     async def _drain(self) -> None:
-        while batch := self._take():
+        assert self._closing is not None
+        self.collect_caches(force=self._closing.is_set())
+        while True:
+            kind, batch = self._take()
+            if not batch:
+                return
             self._inflight = batch
             try:
-                await self._deliver(batch)
+                await self._deliver(kind, batch)
             except Exception as exc:  # a bug or odd input must not end the sender for good
                 self._note_failed(batch, f"{type(exc).__name__}: {exc}")
             self._inflight = []
 
-    async def _deliver(self, batch: list[Timing]) -> None:
+    async def _deliver(self, kind: str, batch: list[Item]) -> None:
         """Post one batch until `after_attempt` says stop; halves are delivered in turn."""
         assert self._closing is not None
+        url = self.endpoint.url_for(kind)
         for attempt in range(self.max_attempts):
-            status, retry_after, detail = await self._post(self.encode(batch, retry=attempt > 0))
+            body = self.encode_kind(kind, batch, retry=attempt > 0)
+            status, retry_after, detail = await self._post(body, url)
             step = self.after_attempt(batch, attempt, status, retry_after, detail,
                                       self._closing.is_set())
             if step.halves is not None:
                 for half in step.halves:
-                    await self._deliver(half)
+                    await self._deliver(kind, half)
                 return
             if step.wait is None:
                 return
@@ -112,11 +131,11 @@ class AsyncSender(TimingSender):
                 async with asyncio.timeout(step.wait):
                     await self._closing.wait()
 
-    async def _post(self, body: bytes) -> tuple[int, float | None, str]:
+    async def _post(self, body: bytes, url: str) -> tuple[int, float | None, str]:
         """(status, Retry-After, reason); status 0 for a connection error or timeout."""
         assert self._session is not None
         try:
-            async with self._session.post(self.endpoint.url, data=body) as resp:
+            async with self._session.post(url, data=body) as resp:
                 text = await resp.text() if resp.status >= 300 else ""
                 await resp.read()
                 return resp.status, parse_retry_after(resp.headers.get("Retry-After")), text

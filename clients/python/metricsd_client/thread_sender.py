@@ -1,4 +1,4 @@
-"""Batches timings from a WSGI app (Flask, Django) on a daemon thread: no event loop needed.
+"""Batches beacons from WSGI apps (Flask, Django) and threaded code on a daemon thread.
 
 http.client keeps one connection open between batches; the thread starts on the first
 timing in each process, so pre-forking servers (gunicorn --preload) get one per worker.
@@ -14,8 +14,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from metricsd.client.base import Timing, TimingSender
-from metricsd.retry import parse_retry_after
+from metricsd_client.base import Item, TimingSender
+from metricsd_client.retry import parse_retry_after
 
 
 class ThreadSender(TimingSender):
@@ -42,6 +42,12 @@ class ThreadSender(TimingSender):
         if self._thread is None:
             self.start()
         super().record(route, method, status, duration)
+
+    def record_operation(self, operation: str, duration: float, outcome: str = "ok") -> None:
+        """Queue one operation and start the thread the first time."""
+        if self._thread is None:
+            self.start()
+        super().record_operation(operation, duration, outcome)
 
     def start(self) -> None:
         """Start the sender thread once per process."""
@@ -70,8 +76,10 @@ class ThreadSender(TimingSender):
         if thread.is_alive():
             # The thread still accounts for its in-flight batch when that attempt ends;
             # what is queued behind it is given up now.
-            left = list(self._queue)
+            left: list[Item] = [*self._queue, *self._operations, *self._reports]
             self._queue.clear()
+            self._operations.clear()
+            self._reports.clear()
             if left:
                 self._note_failed(left, f"shutdown flush took longer than {timeout}s")
 
@@ -82,6 +90,8 @@ class ThreadSender(TimingSender):
         self._count_lock = threading.Lock()  # another thread may have held it at fork time
         self._conn = None
         self._queue.clear()  # the parent sends these; sending them twice would double count
+        self._operations.clear()
+        self._reports.clear()
 
     def _run(self) -> None:
         try:
@@ -96,23 +106,28 @@ class ThreadSender(TimingSender):
                 self._conn = None
 
     def _drain(self) -> None:
-        while batch := self._take():
+        self.collect_caches(force=self._closing.is_set())
+        while True:
+            kind, batch = self._take()
+            if not batch:
+                return
             self._inflight = batch
             try:
-                self._deliver(batch)
+                self._deliver(kind, batch)
             except Exception as exc:  # a bug or odd input must not end the sender for good
                 self._note_failed(batch, f"{type(exc).__name__}: {exc}")
             self._inflight = []
 
-    def _deliver(self, batch: list[Timing]) -> None:
+    def _deliver(self, kind: str, batch: list[Item]) -> None:
         """Post one batch until `after_attempt` says stop; halves are delivered in turn."""
         for attempt in range(self.max_attempts):
-            status, retry_after, detail = self._post(self.encode(batch, retry=attempt > 0))
+            body = self.encode_kind(kind, batch, retry=attempt > 0)
+            status, retry_after, detail = self._post(body, self.endpoint.path_for(kind))
             step = self.after_attempt(batch, attempt, status, retry_after, detail,
                                       self._closing.is_set())
             if step.halves is not None:
                 for half in step.halves:
-                    self._deliver(half)
+                    self._deliver(kind, half)
                 return
             if step.wait is None:
                 return
@@ -126,11 +141,11 @@ class ThreadSender(TimingSender):
             self._conn = cls(self.endpoint.host, self.endpoint.port, timeout=self.timeout)
         return self._conn
 
-    def _post(self, body: bytes) -> tuple[int, float | None, str]:
+    def _post(self, body: bytes, path: str) -> tuple[int, float | None, str]:
         """(status, Retry-After, reason); status 0 for a connection error or timeout."""
         conn = self._connection()
         try:
-            conn.request("POST", self.endpoint.path, body=body, headers=self.headers)
+            conn.request("POST", path, body=body, headers=self.headers)
             resp = conn.getresponse()
             data = resp.read()
         except (OSError, http.client.HTTPException) as exc:

@@ -12,7 +12,8 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from metricsd.client.async_sender import AsyncSender
+from metricsd_client.async_sender import AsyncSender
+from metricsd_client.default import offer_default_sender
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -53,6 +54,7 @@ class MetricsdASGIMiddleware:
             sender = AsyncSender(url, service=service, token=token, **options)
         self.app = app
         self.sender = sender
+        offer_default_sender(sender)  # timer() and the cache helpers use it too
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -1,8 +1,9 @@
-"""What every sender shares: the bounded queue, the payload, the retry policy and the counts.
+"""What every sender shares: the bounded queues, the payloads, the retry policy and the counts.
 
-The request path only calls `record()`: one tuple appended to a deque, or one counter
-bumped when the queue is full. Everything that can be slow (encoding, the network,
-backoff) happens on the sender's own task or thread.
+The request path only calls `record()` or `record_operation()`: one tuple appended to a
+deque, or one counter bumped when the queue is full. Everything that can be slow
+(encoding, the network, backoff, reading cache statistics) happens on the sender's own
+task or thread.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from dataclasses import dataclass
+from typing import TypeVar, cast
 from urllib.parse import urlsplit
 
-from metricsd.retry import Backoff
+from metricsd_client.cache import CacheStats, LruCached, LruStats, TrackedCache
+from metricsd_client.retry import Backoff
+from metricsd_client.timer import OUTCOMES, Timer
 
 
 def _json_dumps(obj: object) -> bytes:
@@ -25,9 +29,9 @@ def _json_dumps(obj: object) -> bytes:
 
 
 _dumps: Callable[[object], bytes] = _json_dumps
-try:  # orjson ships with metricsd and encodes a batch about 3x faster than json
+try:  # orjson, when the app has it, encodes a batch about 3x faster than json
     from orjson import dumps as _orjson_dumps
-except ImportError:  # pragma: no cover - the client alone, without metricsd's dependencies
+except ImportError:  # pragma: no cover - no required dependencies: json it is
     pass
 else:
     _dumps = _orjson_dumps
@@ -37,8 +41,18 @@ log = logging.getLogger("metricsd.client")
 
 # route, method, status, duration in seconds, unix time when the request ended
 Timing = tuple[str, str, int, float, float]
+# operation, outcome, duration in seconds, unix time when it ended
+Operation = tuple[str, str, float, float]
+# a cache report, ready to encode
+CacheReport = dict[str, object]
+Item = Timing | Operation | CacheReport
+
+F = TypeVar("F", bound=LruCached)
+C = TypeVar("C")
 
 TIMINGS_PATH = "/v1/beacons/timings"
+# The beacon kinds this client sends, in delivery order: the route is /v1/beacons/<kind>.
+KINDS = ("timings", "operations", "cache")
 
 
 class Outcome(enum.Enum):
@@ -63,20 +77,20 @@ def outcome_of(status: int) -> Outcome:
 
 @dataclass(frozen=True)
 class SenderStats:
-    """Counts since start; `dropped` are timings refused because the queue was full."""
+    """Counts of beacon items since start; `dropped` were refused because a queue was full."""
 
     queued: int
     sent: int
     dropped: int
-    failed: int  # timings given up after max_attempts (metricsd down too long)
-    rejected: int  # timings metricsd refused with a 4xx
+    failed: int  # items given up after max_attempts (metricsd down too long)
+    rejected: int  # items metricsd refused with a 4xx
     retries: int
     batches: int
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where timings go, split once so both transports can use it."""
+    """Where beacons go, split once so both transports can use it (`path` is the timings')."""
 
     url: str
     scheme: str
@@ -97,9 +111,21 @@ class Endpoint:
         url = f"{parts.scheme}://{parts.netloc}{path}"
         return cls(url=url, scheme=parts.scheme, host=parts.hostname, port=port, path=path)
 
+    def path_for(self, kind: str) -> str:
+        """The route of a beacon kind beside the timings route: /v1/beacons/<kind>."""
+        return self.path[: -len("timings")] + kind
+
+    def url_for(self, kind: str) -> str:
+        """The full URL of a beacon kind."""
+        return self.url[: -len("timings")] + kind
+
 
 class TimingSender:
-    """Bounded queue plus delivery policy; subclasses provide the transport and the loop."""
+    """Bounded queues plus delivery policy; subclasses provide the transport and the loop.
+
+    Request timings, operations (`record_operation`, `timer`) and cache reports
+    (`track_cache`, `track_lru`) share one connection and one retry policy.
+    """
 
     def __init__(
         self,
@@ -116,9 +142,12 @@ class TimingSender:
         backoff_max: float = 30.0,
         send_timestamps: bool = False,
         close_timeout: float = 5.0,
+        cache_interval: float = 10.0,
     ) -> None:
         if batch_size < 1 or max_queue < 1 or interval <= 0 or max_attempts < 1:
             raise ValueError("batch_size, max_queue, max_attempts and interval must be positive")
+        if cache_interval <= 0:
+            raise ValueError("cache_interval must be positive")
         self.endpoint = Endpoint.parse(url)
         self.service = service
         self.batch_size = batch_size
@@ -134,8 +163,13 @@ class TimingSender:
         self.headers = {"Content-Type": "application/json", "User-Agent": "metricsd-client/1"}
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
+        self.cache_interval = cache_interval
         self._queue: deque[Timing] = deque()
-        self._inflight: list[Timing] = []  # the batch being delivered, for shutdown accounting
+        self._operations: deque[Operation] = deque()
+        self._reports: deque[CacheReport] = deque()
+        self._caches: list[CacheStats] = []
+        self._last_cache_report = time.monotonic()
+        self._inflight: list[Item] = []  # the batch being delivered, for shutdown accounting
         self._count_lock = threading.Lock()  # counters may be bumped from app threads (WSGI)
         self._dropped = 0
         self._sent = 0
@@ -158,6 +192,43 @@ class TimingSender:
         if len(queue) >= self.batch_size:
             self._wake()
 
+    def record_operation(self, operation: str, duration: float, outcome: str = "ok") -> None:
+        """Queue one operation measured elsewhere (seconds); never blocks, never raises."""
+        if outcome not in OUTCOMES:
+            outcome = "error"
+        queue = self._operations
+        if len(queue) >= self.max_queue:
+            with self._count_lock:
+                self._dropped += 1
+            return
+        queue.append((operation, outcome, duration, time.time()))
+        if len(queue) >= self.batch_size:
+            self._wake()
+
+    def timer(self, operation: str) -> Timer:
+        """`with sender.timer("ai.generate"):` or `@sender.timer(...)` (sync or async)."""
+        return Timer(operation, self.record_operation)
+
+    def add_cache(self, stats: CacheStats) -> CacheStats:
+        """Report this cache's counts every `cache_interval` seconds (and at close)."""
+        self._caches.append(stats)
+        return stats
+
+    def track_lru(self, func: F, name: str | None = None) -> F:
+        """Report a functools.lru_cache's hits, misses, evictions and size; returns `func`."""
+        label = name or str(getattr(func, "__qualname__", "lru_cache"))
+        self.add_cache(LruStats(label, func))
+        return func
+
+    def track_cache(self, cache: C, name: str, *, size_bytes: Callable[[], int] | None = None,
+                    top_keys: int = 10) -> TrackedCache[C]:
+        """Wrap a get/set cache object: use the wrapper where the app used the cache."""
+        sized = cast(Sized, cache)
+        entries = (lambda: len(sized)) if hasattr(cache, "__len__") else None
+        stats = CacheStats(name, entries=entries, size_bytes=size_bytes, top_keys=top_keys)
+        self.add_cache(stats)
+        return TrackedCache(cache, stats)
+
     def _wake(self) -> None:
         """Ask the background loop to send now instead of at the next interval."""
 
@@ -166,18 +237,65 @@ class TimingSender:
     def stats(self) -> SenderStats:
         """A consistent-enough snapshot for logs, tests and the Prometheus collector."""
         return SenderStats(
-            queued=len(self._queue), sent=self._sent, dropped=self._dropped,
+            queued=len(self._queue) + len(self._operations) + len(self._reports),
+            sent=self._sent, dropped=self._dropped,
             failed=self._failed, rejected=self._rejected, retries=self._retries,
             batches=self._batches,
         )  # fmt: skip
 
-    def _take(self) -> list[Timing]:
-        """Pop up to batch_size timings (deque.popleft is atomic, so app threads may append)."""
-        queue = self._queue
-        batch: list[Timing] = []
-        for _ in range(min(self.batch_size, len(queue))):
-            batch.append(queue.popleft())
-        return batch
+    def _take(self) -> tuple[str, list[Item]]:
+        """Pop up to batch_size items of one kind (popleft is atomic: app threads may append).
+
+        The kind is "" when every queue is empty.
+        """
+        for kind, queue in (("timings", self._queue), ("operations", self._operations),
+                            ("cache", self._reports)):
+            if queue:
+                batch: list[Item] = []
+                for _ in range(min(self.batch_size, len(queue))):
+                    batch.append(queue.popleft())
+                return kind, batch
+        return "", []
+
+    def collect_caches(self, force: bool = False) -> None:
+        """Queue one report per tracked cache once `cache_interval` has passed (or `force`)."""
+        now = time.monotonic()
+        if not self._caches or (not force and now - self._last_cache_report < self.cache_interval):
+            return
+        self._last_cache_report = now
+        for stats in self._caches:
+            try:
+                report = stats.report()
+            except Exception as exc:  # a cache whose size cannot be read must not stop the rest
+                self._warn_once(f"cache:{stats.name}", "metricsd client: cache %s: %s: %s",
+                                stats.name, type(exc).__name__, exc)
+                continue
+            if report is not None:
+                report["service"] = self.service
+                if len(self._reports) < self.max_queue:
+                    self._reports.append(report)
+                else:
+                    with self._count_lock:
+                        self._dropped += 1
+
+    def encode_kind(self, kind: str, batch: list[Item], retry: bool = False) -> bytes:
+        """The JSON array that /v1/beacons/<kind> takes."""
+        if kind == "timings":
+            return self.encode(cast(list[Timing], batch), retry)
+        if kind == "operations":
+            stamped = self.send_timestamps or retry
+            service = self.service
+            items = []
+            for operation, outcome, duration, stamp in cast(list[Operation], batch):
+                item: dict[str, object] = {
+                    "service": service, "operation": operation, "outcome": outcome,
+                    "duration_ms": round(duration * 1000.0, 4),
+                }  # fmt: skip
+                if stamped:
+                    item["timestamp"] = round(stamp, 3)
+                items.append(item)
+            return _dumps(items)
+        return _dumps(batch)
 
     def encode(self, batch: list[Timing], retry: bool = False) -> bytes:
         """The columnar JSON metricsd's /v1/beacons/timings takes: one object per route and
@@ -219,7 +337,7 @@ class TimingSender:
         return self._backoff.delay(attempt, retry_after)
 
     def after_attempt(
-        self, batch: list[Timing], attempt: int, status: int, retry_after: float | None,
+        self, batch: list[Item], attempt: int, status: int, retry_after: float | None,
         detail: str, closing: bool,
     ) -> NextStep:
         """What one POST's result means, shared by the async and the thread sender.
@@ -243,18 +361,18 @@ class TimingSender:
             return NextStep()
         return NextStep(wait=self.backoff(attempt, retry_after))
 
-    def _note_sent(self, batch: list[Timing]) -> None:
+    def _note_sent(self, batch: list[Item]) -> None:
         with self._count_lock:
             self._sent += len(batch)
             self._batches += 1
         if self._warned:
-            log.info("metricsd client: delivering timings to %s again", self.endpoint.url)
+            log.info("metricsd client: delivering to %s again", self.endpoint.url)
             self._warned.clear()
 
-    def _note_rejected(self, batch: list[Timing], status: int, reason: str) -> None:
+    def _note_rejected(self, batch: list[Item], status: int, reason: str) -> None:
         with self._count_lock:
             self._rejected += len(batch)
-        self._warn_once(f"rejected:{status}", "metricsd rejected %d timings with %s: %s",
+        self._warn_once(f"rejected:{status}", "metricsd rejected %d beacon items with %s: %s",
                         len(batch), status, reason[:200])
 
     def _note_retry(self, problem: str) -> None:
@@ -264,10 +382,11 @@ class TimingSender:
                         "metricsd client: %s (%s); retrying with backoff, the app is not slowed",
                         problem, self.endpoint.url)
 
-    def _note_failed(self, batch: list[Timing], problem: str) -> None:
+    def _note_failed(self, batch: list[Item], problem: str) -> None:
         with self._count_lock:
             self._failed += len(batch)
-        self._warn_once("failed", "metricsd client: gave up on %d timings after %d attempts (%s)",
+        self._warn_once("failed",
+                        "metricsd client: gave up on %d beacon items after %d attempts (%s)",
                         len(batch), self.max_attempts, problem)
 
     def _warn_once(self, key: str, message: str, *args: object) -> None:
@@ -282,10 +401,10 @@ class NextStep:
     """After an attempt: wait this long and retry, deliver these halves, or (neither) stop."""
 
     wait: float | None = None
-    halves: tuple[list[Timing], list[Timing]] | None = None
+    halves: tuple[list[Item], list[Item]] | None = None
 
 
-def split(batch: list[Timing]) -> tuple[list[Timing], list[Timing]]:
+def split(batch: list[Item]) -> tuple[list[Item], list[Item]]:
     """Halve a batch metricsd found too large (413)."""
     middle = len(batch) // 2
     return batch[:middle], batch[middle:]
