@@ -36,8 +36,9 @@ $(TEST_STAMP): $(STAMP) pyproject.toml clients/python/pyproject.toml
 	$(PIP) wheel -q -w $(WHEELHOUSE) 'flask>=3,<4' 'setuptools>=68' wheel
 	touch $@
 
-run: $(STAMP)  ## start metricsd on 127.0.0.1:9811 with embedded defaults
-	$(VENV)/bin/metricsd $(if $(CONFIG),--config $(CONFIG))
+run: $(STAMP)  ## start metricsd on 127.0.0.1:9811 with embedded defaults (history in .metricsd/)
+	$(if $(CONFIG),,METRICSD_HISTORY__PATH=$${METRICSD_HISTORY__PATH:-.metricsd/history.sqlite}) \
+	  $(VENV)/bin/metricsd $(if $(CONFIG),--config $(CONFIG))
 
 # Install the Debian packages in $(1) that are missing; only as root (CI is root).
 define apt_install

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import tempfile
 import threading
 import time
 import urllib.request
@@ -127,11 +128,40 @@ def latency(seconds: int, max_rps: float, series: int = 1000) -> dict[str, float
     return out
 
 
+def history_cost(seconds: int, rounds: int) -> dict[str, float]:
+    """The history's tap on the hot path: the same loads without and with history.path,
+    alternating in one run (single beacons, batches of 1000 rows, columnar 10x100)."""
+    out: dict[str, float] = {}
+    loads = (("single", SINGLE, 32, 1), ("batch_1000", batch(1000), 16, 1000),
+             ("columnar_10x100", columnar(10, 100), 16, 1000))
+    with tempfile.TemporaryDirectory() as tmp:
+        with_history = CONFIG + f"history: {{path: {tmp}/history.sqlite}}\n"
+        for name, body, connections, size in loads:
+            rates: dict[str, list[float]] = {"off": [], "on": []}
+            for _ in range(rounds):
+                for mode, config in (("off", CONFIG), ("on", with_history)):
+                    with metricsd(config) as url:
+                        r = wrk(url, post_lua("/v1/beacons/timings", body), seconds,
+                                connections=connections)
+                        rates[mode].append(r["rps"] * size)
+            off, on = median(rates["off"]), median(rates["on"])
+            out[f"{name}_samples_per_s_without"] = off
+            out[f"{name}_samples_per_s_with"] = on
+            out[f"{name}_ratio"] = on / off
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--history-only", action="store_true",
+                        help="only the with/without history comparison")
     args = parser.parse_args()
+    print(json.dumps({"history_tap": history_cost(args.seconds, args.rounds)}, indent=1),
+          flush=True)
+    if args.history_only:
+        return
     single = single_ratio(args.seconds, args.rounds)
     print(json.dumps({"single": single}, indent=1), flush=True)
     print(json.dumps(batches(args.seconds, args.rounds), indent=1), flush=True)

@@ -28,6 +28,14 @@ def _parser() -> argparse.ArgumentParser:
     rules_check.add_argument("files", nargs="+")
     rules_test = rules_sub.add_parser("test", help="run rule unit tests (promtool-style)")
     rules_test.add_argument("files", nargs="+")
+    report = sub.add_parser("report", help="render a performance report from the history")
+    when = report.add_mutually_exclusive_group()
+    when.add_argument("--week", help="ISO week, e.g. 2026-W48 (default: the last full week)")
+    when.add_argument("--from", dest="start", help="start date (with --to), e.g. 2026-11-23")
+    report.add_argument("--to", dest="end", help="end date, exclusive")
+    report.add_argument("--format", "-f", choices=("html", "markdown", "json"),
+                        default="html")
+    report.add_argument("--output", "-o", help="write here instead of standard output")
     return parser
 
 
@@ -85,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_rules_command(args.rules_command, args.files)
     config = _load(args.config)
+    if args.command == "report":
+        from metricsd.history.cli import run_report
+
+        return run_report(config, args.week, args.start, args.end, args.format, args.output)
     overrides: dict[str, str] = {}
     if args.listen:
         try:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from metricsd import alerting, core, ingest, overview, pgbouncer, postgres
+from metricsd import alerting, core, history, ingest, overview, pgbouncer, postgres
 from metricsd import web as routes
 from metricsd.clientlog import ConciseServerLog
 from metricsd.config import Config
@@ -36,6 +36,7 @@ def create_app(config: Config, path: str | Path | None = None) -> web.Applicatio
     pgbouncer.setup(app)  # admin consoles (context), their jobs, collector
     alerting.setup(app)  # rules, evaluation job, dispatcher, HTTP session (context)
     overview.setup(app)  # page figures, per-minute history job
+    history.setup(app)  # rollups in the history file (context), reports
     routes.setup(app)  # HTTP routes only
     core.start(app)  # the scheduler (context), last
     return app

@@ -501,6 +501,81 @@ class ServerConfig(_Model):
     max_connections_per_ip: int = Field(256, ge=1)  # beyond: 429; trusted proxies exempt
 
 
+class HistoryConfig(_Model):
+    """The history file behind reports: hourly rollups that survive restarts (docs/history.md)."""
+
+    path: str | None = None  # SQLite file, created on first start; None: no history
+    retention: Duration = 35 * 86400.0
+    max_bytes: int = Field(1 << 30, ge=1 << 20)  # oldest days go first beyond this
+    flush_interval: Duration = 10.0  # queued samples become rows this often
+    max_pending: int = Field(2_000_000, ge=1000)  # queued samples at most between flushes
+
+
+class ReportTargetsConfig(_Model):
+    """The targets a report marks met or missed (seed values from the issue)."""
+
+    api_p95_ms: float = Field(500.0, gt=0)
+    api_p99_ms: float = Field(1000.0, gt=0)
+    slow_statement_ms: float = Field(500.0, gt=0)
+    lcp_p75_s: float = Field(2.5, gt=0)
+    cls_p75: float = Field(0.1, gt=0)
+    inp_p75_ms: float = Field(200.0, gt=0)
+    cache_hit_ratio: float = Field(0.8, ge=0, le=1)
+    pool_utilisation: float = Field(0.8, ge=0, le=1)
+    replication_lag_s: float = Field(1.0, ge=0)
+
+
+class ReportSourceConfig(_Model):
+    """Where a report's figures come from: the history file, or a Prometheus-compatible API."""
+
+    prometheus_url: str | None = Field(None, pattern=r"^https?://")
+    timeout: Duration = 30.0
+
+
+class ReportConfig(_Model):
+    """The weekly report: its schedule, digest receivers, link and targets."""
+
+    schedule: str | None = None  # "MON 09:00": weekday and local time; None: not scheduled
+    timezone: str = "UTC"
+    receivers: list[str] = []  # names of alerting.receivers that get the digest
+    external_url: str | None = None  # base of the link in the digest
+    top: int = Field(10, ge=1, le=1000)  # rows per ranked section
+    targets: ReportTargetsConfig = ReportTargetsConfig()
+    source: ReportSourceConfig = ReportSourceConfig()
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_schedule(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_schedule(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+
+WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
+
+
+def parse_schedule(value: str) -> tuple[int, int, int]:
+    """'MON 09:00' -> (weekday 0-6, hour, minute)."""
+    match = re.fullmatch(r"\s*([A-Za-z]{3})[a-z]*\s+(\d{1,2}):(\d{2})\s*", value)
+    if not match or match.group(1).upper() not in WEEKDAYS:
+        raise ValueError(f"schedule must look like 'MON 09:00', got {value!r}")
+    hour, minute = int(match.group(2)), int(match.group(3))
+    if hour > 23 or minute > 59:
+        raise ValueError(f"schedule time out of range in {value!r}")
+    return WEEKDAYS.index(match.group(1).upper()), hour, minute
+
+
 class Config(_Model):
     """The whole configuration; read-only once metricsd runs."""
 
@@ -513,6 +588,17 @@ class Config(_Model):
     pgbouncer: PgBouncerConfig = PgBouncerConfig()
     alerting: AlertingConfig = AlertingConfig()
     admin: AdminConfig = AdminConfig()
+    history: HistoryConfig = HistoryConfig()
+    report: ReportConfig = ReportConfig()
+
+    @model_validator(mode="after")
+    def _report_receivers_exist(self) -> Config:
+        known = {r.name for r in self.alerting.receivers}
+        unknown = [n for n in self.report.receivers if n not in known]
+        if unknown:
+            raise ValueError(f"report.receivers names unknown receiver(s) "
+                             f"{', '.join(unknown)}; define them under alerting.receivers")
+        return self
 
     @field_validator("listen")
     @classmethod

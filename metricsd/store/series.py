@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -44,6 +44,18 @@ STATUS_CLASSES: tuple[str, ...] = ("1xx", "2xx", "3xx", "4xx", "5xx")
 # One observation: (family, key, value, stamp, tag, extra, ...). A plain tuple, because
 # building a NamedTuple per beacon item costs more than validating it.
 Observation = tuple[Any, ...]
+
+
+class SampleTap(Protocol):
+    """Told of every stored sample (the history's rollups) by slot; each call must be O(1).
+
+    A slot names its series until expiry releases it, and expiry only takes series idle
+    for `idle_timeout`, so a reader that maps slots to keys soon after (seconds) is safe.
+    """
+
+    def one(self, family: str, slot: int, value: float, stamp: float, tag: int) -> None: ...
+
+    def many(self, family: str, slots: Any, values: Any, stamps: Any, tags: Any) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,9 @@ class SeriesFamily:
     # column per exponential bucket key from exponential.MIN_KEY.
     native: dict[int, npt.NDArray[np.int64]] = field(default_factory=dict)
     native_zero: npt.NDArray[np.int64] = field(init=False)
+    # Told of every sample recorded here (the history); every write path ends in `record`
+    # or `record_many`, so none can bypass it.
+    tap: SampleTap | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         slots = self.pool.slots
@@ -120,6 +135,8 @@ class SeriesFamily:
     def record(self, slot: int, value: float, stamp: float, tag: int, extra: int) -> int:
         """Add one sample to ring, histogram and counters; return its ring sequence number."""
         pool = self.pool
+        if self.tap is not None:
+            self.tap.one(self.spec.name, slot, value, stamp, tag)
         seq: int = record_one(slot, value, stamp, tag, extra, self._bounds_array, self.buckets,
                               self.sums, self.counters, self.last_seen, pool.values,
                               pool.stamps, pool.tags, pool.pos, pool.filled, pool.written,
@@ -143,6 +160,9 @@ class SeriesFamily:
         sample by sample, without numpy's per-call cost. With tag_div 100, `tags` are HTTP
         statuses and the tag is their class (status // 100 - 1)."""
         pool = self.pool
+        if self.tap is not None:  # the columns as given, queued by reference
+            self.tap.many(self.spec.name, slots, values, stamps,
+                          tags if tag_div == 1 else tags // tag_div - 1)
         record_batch(slots, values, stamps, tags, tag_div, extras, self._bounds_array,
                      self.buckets,
                      self.sums, self.counters, self.last_seen, pool.values, pool.stamps,
@@ -216,6 +236,7 @@ class Store:
         # Held by readers that yield while walking the series (the /metrics writer);
         # expiry waits for it, so no slot changes hands under a reader.
         self.reading = asyncio.Lock()
+        self._tap: SampleTap | None = None  # the history, when configured
         self.families: dict[str, SeriesFamily] = {}
         self.layout = 0  # bumps whenever a slot is released
         self.dropped: dict[str, int] = {}  # family -> samples refused for want of a slot
@@ -226,11 +247,22 @@ class Store:
         for spec in families:
             self.add_family(spec)
 
+    @property
+    def tap(self) -> SampleTap | None:
+        return self._tap
+
+    @tap.setter
+    def tap(self, tap: SampleTap | None) -> None:
+        """Attach (or detach) the history's tap to every family."""
+        self._tap = tap
+        for family in self.families.values():
+            family.tap = tap
+
     def add_family(self, spec: FamilySpec) -> None:
         """A family the beacon kinds write (ingest declares them; the store knows none)."""
         if spec.name in self.families:
             raise ValueError(f"store family {spec.name!r} added twice")
-        self.families[spec.name] = SeriesFamily(spec, self.pool)
+        self.families[spec.name] = SeriesFamily(spec, self.pool, tap=self._tap)
         self.dropped[spec.name] = 0
         self.expired[spec.name] = 0
 
@@ -325,13 +357,12 @@ class Store:
                 extras = [extras[i] for i in keep]
                 if not slots:
                     return stored
-        family.record_many(
-            np.array(slots, dtype=np.int64),
-            np.asarray(values, dtype=np.float64),
-            np.asarray(stamps, dtype=np.float64),
-            np.asarray(tags, dtype=np.uint8),
-            np.asarray(extras, dtype=np.int64),
-        )
+        slot_array = np.array(slots, dtype=np.int64)
+        value_array = np.asarray(values, dtype=np.float64)
+        stamp_array = np.asarray(stamps, dtype=np.float64)
+        tag_array = np.asarray(tags, dtype=np.uint8)
+        family.record_many(slot_array, value_array, stamp_array, tag_array,
+                           np.asarray(extras, dtype=np.int64))
         return stored
 
     def observe_series(

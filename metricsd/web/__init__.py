@@ -14,6 +14,7 @@ from metricsd.web import (
     plans,
     postgres,
     reload,
+    reports,
     status,
     summary,
     vitals,
@@ -33,4 +34,5 @@ def setup(app: web.Application) -> None:
     alerts.setup(app)
     cache.setup(app)
     reload.setup(app)
+    reports.setup(app)
     openapi.setup(app)

@@ -25,6 +25,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # A path is protected when it equals one of these or continues it with "/".
 PROTECTED_PREFIXES: tuple[str, ...] = (
     "/v1/summary", "/v1/postgres", "/v1/alerts", "/static", "/plans", "/v1/cache",
+    "/reports",
     "/v1/vitals",  # vitals (issue 17): attribution names the site's elements and scripts
 )
 PROTECTED_EXACT: tuple[str, ...] = ("/", "/-/reload")

@@ -94,6 +94,7 @@ def metricsd_url(pg_cluster, tmp_path_factory) -> Iterator[str]:
             {"name": "main", "dsn": dsn},
             {"name": "down", "dsn": f"postgresql://nobody@127.0.0.1:{_free_port()}/none"},
         ]},
+        "history": {"path": str(tmp / "history.sqlite"), "flush_interval": "1s"},
     }
     (tmp / "metricsd.yml").write_text(json.dumps(config))  # JSON is YAML
     port = _free_port()
