@@ -722,8 +722,9 @@ def postgres_dashboard() -> Dashboard:
     sel = f'{SCOPE}, target=~"$target"'
     stmt = f'{sel}, queryid!="other"'
     statement_keys = "target, datname, user, queryid, toplevel"
-    index_keys = "target, schema, table, index"
-    table_keys = "target, schema, table"
+    # datname: set only on targets with `databases:` (empty elsewhere, which matches too).
+    index_keys = "target, datname, schema, table, index"
+    table_keys = "target, datname, schema, table"
     interval = f"metricsd_pg_statements_interval_seconds{{{sel}}}"
 
     def per_second(metric: str, window: str | None = None) -> str:

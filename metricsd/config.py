@@ -219,11 +219,52 @@ class TargetConfig(_Model):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     dsn: str = Field(min_length=1)
     collectors: dict[str, bool] = {}
+    # Several databases of the server (docs/postgres.md "Several databases"): the
+    # per-database views read each of these; None keeps the DSN's database only.
+    databases: list[str] | Literal["auto"] | None = None
+    include_databases: list[str] = []  # auto: regexes (full match); none: every database
+    exclude_databases: list[str] = []  # auto: regexes (full match) left out
+    max_databases: int = Field(50, ge=1, le=1000)  # read per target; the rest are counted
 
     @field_validator("collectors")
     @classmethod
     def _known_collectors(cls, value: dict[str, bool]) -> dict[str, bool]:
         return _check_collectors(value)
+
+    @field_validator("databases")
+    @classmethod
+    def _database_names(cls, value: list[str] | str | None) -> list[str] | str | None:
+        if isinstance(value, list):
+            if not value or any(not name for name in value):
+                raise ValueError("list at least one database name, or say auto")
+            repeated = sorted({name for name in value if value.count(name) > 1})
+            if repeated:
+                raise ValueError(f"databases repeated: {', '.join(repeated)}")
+        return value
+
+    @field_validator("include_databases", "exclude_databases")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _patterns_need_auto(self) -> TargetConfig:
+        if (self.include_databases or self.exclude_databases) and self.databases != "auto":
+            raise ValueError(f"target {self.name!r}: include_databases and exclude_databases"
+                             " filter `databases: auto` only")
+        return self
+
+    def wants_database(self, name: str) -> bool:
+        """Does a discovered database pass include_databases and exclude_databases?"""
+        if self.include_databases and not any(
+                re.fullmatch(p, name) for p in self.include_databases):
+            return False
+        return not any(re.fullmatch(p, name) for p in self.exclude_databases)
 
 
 class PlansConfig(_Model):
@@ -263,6 +304,8 @@ class PostgresConfig(_Model):
     # An index with scans, but none for this long (last_idx_scan, PostgreSQL 16+), is unused.
     unused_index_idle: Duration = 35 * 86400.0
     long_transactions: int = Field(10, ge=1, le=100)  # top N by age: JSON, page, series
+    # How often `databases: auto` targets list pg_database again (docs/postgres.md).
+    discovery_interval: Duration = 120.0
     collectors: dict[str, bool] = {}
     plans: PlansConfig = PlansConfig()
     targets: list[TargetConfig] = []

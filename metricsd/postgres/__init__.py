@@ -12,7 +12,7 @@ from aiohttp import web
 
 from metricsd.core import CONFIG, READINESS, REGISTRY, SCHEDULER, register_reloader
 from metricsd.postgres.exporter import PgExporter
-from metricsd.postgres.jobs import add_pg_jobs, add_plan_jobs
+from metricsd.postgres.jobs import add_discovery_jobs, add_pg_jobs, add_plan_jobs
 from metricsd.postgres.plans import PlansService
 from metricsd.postgres.reload import reload_targets
 from metricsd.postgres.state import PgState
@@ -29,6 +29,7 @@ async def _pools(app: web.Application) -> AsyncIterator[None]:
     state = app[PG_STATE]
     await state.open()
     add_pg_jobs(app[SCHEDULER], state, app[CONFIG].postgres.scrape_interval)
+    add_discovery_jobs(app[SCHEDULER], state, app[CONFIG].postgres.discovery_interval)
     add_plan_jobs(app[SCHEDULER], app[PLANS], app[CONFIG].postgres.scrape_interval)
     yield
     await state.close()

@@ -60,12 +60,17 @@ class FamilyBuilder:
     writer formats one line per sample with an f-string, once per snapshot.
     """
 
-    def __init__(self, families: Iterable[Family], target: str) -> None:
+    def __init__(self, families: Iterable[Family], target: str,
+                 database: str | None = None) -> None:
         self.families = {family.name: family for family in families}
         self.target = target
+        const = {"target": target}
         self._target_text = f'target="{escape_label_value(target)}"'
+        if database is not None:  # a view of one database of a multi-database target
+            const["datname"] = database = clean_all({"datname": database})["datname"]
+            self._target_text += f',datname="{escape_label_value(database)}"'
         self.blocks: dict[str, RowList] = {
-            name: RowList(const={"target": target}) for name in self.families}
+            name: RowList(const=dict(const)) for name in self.families}
 
     def _text(self, labels: dict[str, str]) -> str:
         if not labels:
@@ -114,17 +119,21 @@ class PgCollector:
     name: ClassVar[str]
     min_server_version: ClassVar[int] = 130000
     specs: ClassVar[tuple[Family, ...]] = ()  # every family it exports, made with `spec`
+    # Reads the views of the database it is connected to (tables, indexes), not the whole
+    # server: a target with `databases:` runs it once per database, labelled `datname`.
+    per_database: ClassVar[bool] = False
 
     def __init__(self, target: str, config: PostgresConfig) -> None:
         self.target = target
         self.config = config
+        self.database: str | None = None  # set for one database of a multi-database target
 
     async def scrape(self, conn: asyncpg.Connection, info: ServerInfo, now: float) -> Snapshot:
         raise NotImplementedError
 
     def build(self, snapshot: Snapshot) -> FamilyBuilder:
         """The snapshot's samples, ready to render; pure."""
-        builder = FamilyBuilder(self.specs, self.target)
+        builder = FamilyBuilder(self.specs, self.target, self.database)
         self.fill(builder, snapshot.data)
         return builder
 

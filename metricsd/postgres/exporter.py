@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from metricsd.export.family import Family, Reader, RowList, Rows
 from metricsd.postgres.base import spec
+from metricsd.postgres.health import ViewSet
 from metricsd.postgres.state import ERROR_KINDS, PgState
 from metricsd.postgres.views import load_all
 
@@ -29,6 +30,11 @@ HEALTH_SPECS: tuple[Family, ...] = (
          "collector", "status"),
     spec("metricsd_pg_collector_errors", "counter", "Failed scrapes by kind",
          "collector", "kind"),
+    # Only for targets with `databases:` (the per-database views' series carry `datname`).
+    spec("metricsd_pg_databases_monitored", "gauge",
+         "Databases whose tables and indexes a multi-database target reads"),
+    spec("metricsd_pg_databases_over_limit", "gauge",
+         "Databases matched by `databases:` but not read: beyond max_databases"),
 )
 
 
@@ -60,18 +66,12 @@ class PgExporter:
                 out["metricsd_pg_connect_seconds"].add(target, ts.pg.connect_seconds)
             if ts.pg.info is not None:
                 out["metricsd_pg_server_version"].add(target, ts.pg.info.version_num)
-            for collector, health in ts.health.items():
-                labels = {"target": name, "collector": collector}
-                out["metricsd_pg_collector_success"].add(
-                    labels, 1 if health.status == "ok" else 0)
-                if health.duration_s is not None:
-                    out["metricsd_pg_collector_duration_seconds"].add(labels, health.duration_s)
-                if health.status != "pending":
-                    out["metricsd_pg_collector_status"].add(
-                        {**labels, "status": health.status}, 1)
-                for kind in ERROR_KINDS:  # every kind from the start, so increase() works
-                    out["metricsd_pg_collector_errors"].add(
-                        {**labels, "kind": kind}, health.errors[kind])
+            _collector_health(out, {"target": name}, ts)
+            if ts.multi:
+                out["metricsd_pg_databases_monitored"].add(target, len(ts.databases))
+                out["metricsd_pg_databases_over_limit"].add(target, ts.over_limit)
+                for database, db in ts.databases.items():
+                    _collector_health(out, {"target": name, "datname": database}, db)
         return out
 
     async def prepare(self, now: float) -> None:
@@ -91,11 +91,27 @@ class PgExporter:
                 return [block] if len(block) else []
             out: list[Rows] = []
             for ts in targets:
-                rendered = ts.rendered.get(owner)
-                if rendered is not None:
-                    block = rendered.builder.blocks[family.name]
-                    if len(block):
-                        out.append(block)
+                views: list[ViewSet] = [ts, *ts.databases.values()]
+                for view in views:
+                    rendered = view.rendered.get(owner)
+                    if rendered is not None:
+                        block = rendered.builder.blocks[family.name]
+                        if len(block):
+                            out.append(block)
             return out
 
         return rows
+
+
+def _collector_health(out: dict[str, RowList], where: dict[str, str], views: ViewSet) -> None:
+    """Success, duration, status and error counts of each collector of a target or database."""
+    for collector, health in views.health.items():
+        labels = {**where, "collector": collector}
+        out["metricsd_pg_collector_success"].add(labels, 1 if health.status == "ok" else 0)
+        if health.duration_s is not None:
+            out["metricsd_pg_collector_duration_seconds"].add(labels, health.duration_s)
+        if health.status != "pending":
+            out["metricsd_pg_collector_status"].add({**labels, "status": health.status}, 1)
+        for kind in ERROR_KINDS:  # every kind from the start, so increase() works
+            out["metricsd_pg_collector_errors"].add({**labels, "kind": kind},
+                                                   health.errors[kind])

@@ -152,6 +152,7 @@ class IndexesCollector(PgCollector):
 
     name = "indexes"
     min_server_version = 130000
+    per_database = True
     specs = (
         spec("metricsd_pg_indexes_scans", "counter", "Index scans", *LABELS),
         spec("metricsd_pg_indexes_tuples_read", "counter", "Index entries returned by scans",

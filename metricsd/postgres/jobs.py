@@ -49,3 +49,20 @@ def add_plan_jobs(scheduler: BaseScheduler, plans: PlansService, interval_s: flo
             misfire_grace_time=max(1, int(interval_s)), replace_existing=True,
         )
     return ids
+
+
+def add_discovery_jobs(scheduler: BaseScheduler, state: PgState, interval_s: float,
+                       only: Collection[str] | None = None) -> list[str]:
+    """One `discover:<target>` job per `databases: auto` target: pg_database listed again."""
+    ids = []
+    first = datetime.now(UTC)
+    for target in state.discovery_jobs():
+        if only is not None and target not in only:
+            continue
+        ids.append(f"discover:{target}")
+        scheduler.add_job(
+            state.discover, "interval", seconds=interval_s, args=(target,), id=ids[-1],
+            name=ids[-1], max_instances=1, coalesce=True, next_run_time=first,
+            misfire_grace_time=max(1, int(interval_s)), replace_existing=True,
+        )
+    return ids

@@ -17,7 +17,7 @@ from apscheduler.jobstores.base import JobLookupError
 
 from metricsd.config import Config
 from metricsd.core import READINESS, SCHEDULER, Apply
-from metricsd.postgres.jobs import add_pg_jobs, add_plan_jobs, job_id
+from metricsd.postgres.jobs import add_discovery_jobs, add_pg_jobs, add_plan_jobs, job_id
 from metricsd.postgres.plans import PlansService
 from metricsd.postgres.plans.tracker import PlanTracker
 from metricsd.postgres.state import PgState
@@ -47,25 +47,28 @@ async def reload_targets(app: web.Application, state: PgState, plans: PlansServi
             plans.trackers.pop(name, None)
             if ts is None:
                 continue
-            for job in [job_id(name, c) for c in ts.collectors] + [f"plans:{name}"]:
+            for job in [job_id(name, c) for c in ts.job_collectors()] + [
+                    f"plans:{name}", f"discover:{name}"]:
                 try:
                     scheduler.remove_job(job)
                 except JobLookupError:
                     pass
             app[READINESS].pop(f"postgres:{name}", None)
-            await ts.pg.close()
+            await ts.close()
         state.config = new.postgres
         plans.config = new.postgres.plans
         for name in sorted(coming):
             ts = state.targets[name] = fresh.targets[name]
             plans.trackers[name] = PlanTracker(name, new.postgres.plans, state.clock)
-            try:
-                await ts.pg.open()
-            except Exception as exc:  # a bad DSN leaves that target down, as at start-up
-                log.error("postgres target %s: cannot create a pool: %s", name, exc)
+            for pg in (ts.pg, *(db.pg for db in ts.databases.values())):
+                try:
+                    await pg.open()
+                except Exception as exc:  # a bad DSN leaves that target down, as at start-up
+                    log.error("postgres target %s: cannot create a pool: %s", pg.where, exc)
             app[READINESS][f"postgres:{name}"] = partial(state.readiness, name)
         add_pg_jobs(scheduler, state, new.postgres.scrape_interval, only=coming)
         add_plan_jobs(scheduler, plans, new.postgres.scrape_interval, only=coming)
+        add_discovery_jobs(scheduler, state, new.postgres.discovery_interval, only=coming)
         log.info("postgres reloaded: %d target(s) kept, %d closed, %d opened",
                  len(unchanged), len(leaving - coming), len(coming))
 

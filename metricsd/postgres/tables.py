@@ -107,6 +107,7 @@ class TablesCollector(PgCollector):
 
     name = "tables"
     min_server_version = 130000
+    per_database = True
     specs = (
         spec("metricsd_pg_tables_seq_scans", "counter", "Sequential scans", *LABELS),
         spec("metricsd_pg_tables_seq_tuples_read", "counter", "Rows read by sequential scans",

@@ -105,16 +105,24 @@ def session_settings(config: PostgresConfig) -> dict[str, str]:
 class PgTarget:
     """One configured server: its pool, backoff, connect latency and server info."""
 
-    def __init__(self, target: TargetConfig, config: PostgresConfig) -> None:
+    def __init__(self, target: TargetConfig, config: PostgresConfig,
+                 database: str | None = None) -> None:
         self.name = target.name
         self.config = config
         self.target = target
+        # One database of a multi-database target: a pool of its own, one connection, the
+        # DSN's server and credentials (docs/postgres.md "Several databases").
+        self.database = database
+        self.where = target.name if database is None else f"{target.name}/{database}"
+        # Connect arguments beside the DSN: only the database differs.
+        self._database_arg: dict[str, Any] = {} if database is None else {"database": database}
         self.pool: asyncpg.Pool | None = None
         # Capped below one interval, so a restarted server is retried by the next round.
         self.backoff = Backoff(1.0, max(0.75 * config.scrape_interval, 0.05), time.monotonic)
         self.connect_seconds: float | None = None
         self.info: ServerInfo | None = None
         self.last_error = ""  # why the latest connect failed, for the backoff's message
+        self.last_exception: BaseException | None = None  # ... and the exception itself
         self._warned_privileges = False
         self._probe: asyncio.Task[bool] | None = None
         self._probed_at = -float("inf")
@@ -132,7 +140,9 @@ class PgTarget:
         self.pool = await asyncpg.create_pool(
             self.target.dsn,
             min_size=0,
-            max_size=self.config.pool_max_size,
+            # A database's pool serves only its tables and indexes views: one connection,
+            # so N databases cost N connections, not N * pool_max_size.
+            max_size=self.config.pool_max_size if self.database is None else 1,
             max_inactive_connection_lifetime=max(60.0, self.config.scrape_interval * 4),
             timeout=self.config.connect_timeout,
             command_timeout=self.config.scrape_timeout,
@@ -140,6 +150,7 @@ class PgTarget:
             connect=self._connect,
             reset=_no_reset,
             connection_class=MarkedConnection,
+            **self._database_arg,
         )
 
     async def close(self) -> None:
@@ -159,10 +170,10 @@ class PgTarget:
         or by scheduler shutdown still gives the connection back (or asyncpg drops it).
         """
         if self.pool is None:
-            raise TargetDown(f"target {self.name} has no pool (not started)")
+            raise TargetDown(f"target {self.where} has no pool (not started)")
         if not self.backoff.open():
             wait = max(0.0, self.backoff.retry_at - time.monotonic())
-            raise TargetDown(f"target {self.name} is down ({self.last_error}); "
+            raise TargetDown(f"target {self.where} is down ({self.last_error}); "
                              f"next connection attempt in {wait:.1f}s")
         acquired = False
         try:
@@ -176,6 +187,7 @@ class PgTarget:
                     if self.info is None:
                         self.info = await self._server_info(conn)
                     self.backoff.succeeded()
+                    self.last_exception = None
                     yield conn
                 except BaseException as exc:
                     if not isinstance(exc, asyncpg.PostgresError) or _is_connection_loss(exc):
@@ -193,8 +205,9 @@ class PgTarget:
                 self.info = None
             if not acquired:
                 self.last_error = f"{type(exc).__name__}: {exc}"
+                self.last_exception = exc
                 raise TargetDown(
-                    f"cannot connect to target {self.name}: {self.last_error}") from exc
+                    f"cannot connect to target {self.where}: {self.last_error}") from exc
             raise
 
     async def answers(self) -> bool:
@@ -208,7 +221,7 @@ class PgTarget:
         if time.monotonic() - self._probed_at < self.config.scrape_interval / 2:
             return self._probe_result
         if self._probe is None:
-            self._probe = asyncio.create_task(self._run_probe(), name=f"probe:{self.name}")
+            self._probe = asyncio.create_task(self._run_probe(), name=f"probe:{self.where}")
         probe = self._probe
         try:
             return await asyncio.shield(probe)
@@ -224,7 +237,7 @@ class PgTarget:
                 conn = await asyncpg.connect(
                     self.target.dsn, timeout=timeout,
                     server_settings=session_settings(self.config),
-                    connection_class=MarkedConnection)
+                    connection_class=MarkedConnection, **self._database_arg)
                 await conn.fetchval("SELECT 1")
             answered = True
         except asyncpg.PostgresError:
@@ -262,7 +275,7 @@ class PgTarget:
             reads_all_stats=bool(row["reads_all_stats"]) or bool(row["is_superuser"]),
             in_recovery=bool(row["in_recovery"]),
         )
-        if not info.reads_all_stats and not self._warned_privileges:
+        if not info.reads_all_stats and not self._warned_privileges and self.database is None:
             self._warned_privileges = True
             log.warning(
                 "postgres target %s: role lacks pg_read_all_stats (GRANT pg_monitor TO <role>);"

@@ -35,7 +35,13 @@ def _target(request: web.Request) -> str | None:
 
 def _targets_summary(state: PgState, target: str | None) -> dict[str, Any]:
     names = [target] if target else state.target_names()
-    return {name: {"up": state.up(name), "collectors": state.health(name)} for name in names}
+    out: dict[str, Any] = {}
+    for name in names:
+        out[name] = {"up": state.up(name), "collectors": state.health(name)}
+        databases = state.databases(name)
+        if databases is not None:  # a multi-database target: each database's own status
+            out[name]["databases"] = {**databases, "collectors": state.database_health(name)}
+    return out
 
 
 async def statements(request: web.Request) -> web.Response:

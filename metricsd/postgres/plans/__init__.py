@@ -60,6 +60,7 @@ class PlansService:
         if not tracker.due(tracker.clock()):
             return 0
         ts = self.state.targets[target]
+        tracker.other_databases = frozenset(ts.databases) - {tracker.database or ""}
         try:
             async with ts.pg.connection() as conn:
                 assert ts.pg.info is not None
@@ -73,7 +74,39 @@ class PlansService:
                             target, type(exc).__name__, exc)
             return 0
         self._warned.discard(target)
-        return fetched
+        return fetched + await self._other_databases(target, fetched, time.perf_counter())
+
+    async def _other_databases(self, target: str, fetched: int, started: float) -> int:
+        """`databases:`: statements of the other databases, each on its own connection,
+        within what the round has left of `per_round` and `round_budget`."""
+        tracker = self.trackers[target]
+        ts = self.state.targets[target]
+        # The DSN's database is known once a round ran on it: never explained twice.
+        tracker.other_databases = frozenset(ts.databases) - {tracker.database or ""}
+        more = 0
+        for name in sorted(tracker.other_databases):
+            left = self.config.per_round - fetched - more
+            budget = self.config.round_budget - (time.perf_counter() - started)
+            db = ts.databases.get(name)
+            if left <= 0 or budget <= 0:
+                break
+            if db is None or not tracker.due(tracker.clock(), name, left):
+                continue
+            where = f"{target}/{name}"
+            try:
+                async with db.pg.connection() as conn:
+                    assert db.pg.info is not None
+                    more += await tracker.run_round(conn, db.pg.info, name, left, budget)
+            except TargetDown:
+                continue  # that database's own collectors report it
+            except Exception as exc:  # never raise into the scheduler
+                if where not in self._warned:
+                    self._warned.add(where)
+                    log.warning("postgres target %s: plans round failed: %s: %s (logged"
+                                " once)", where, type(exc).__name__, exc)
+                continue
+            self._warned.discard(where)
+        return more
 
     # ---- read API --------------------------------------------------------------------
 

@@ -138,6 +138,14 @@ class PlanTracker:
         self.hypopg: bool | None = None
         self.helper: bool | None = None  # the SECURITY DEFINER metricsd_generic_plan(text)
         self._seen_snapshot: float | None = None
+        # A target with `databases:`: the other databases it reads, whose statements are
+        # explained on that database's own connection; (helper, hypopg) per database.
+        self.other_databases: frozenset[str] = frozenset()
+        self._extras: dict[str, tuple[bool, bool]] = {}
+
+    def reachable(self, database: str) -> bool:
+        """Can a statement of `database` be explained (the DSN's or another read database)?"""
+        return database == self.database or database in self.other_databases
 
     # ---- fed by each statements snapshot ----------------------------------------------
 
@@ -170,7 +178,7 @@ class PlanTracker:
         tracked = Tracked(key, s.query, query_hash(s.query), now, now)
         self.tracked[key] = tracked
         # Decided once, so such statements never take a plan slot of a round.
-        if self.database is not None and key[0] != self.database:
+        if self.database is not None and not self.reachable(key[0]):
             self._skip_other_database(tracked, now)
         elif not advice_mod.is_plannable(s.query):
             self.outcomes["skipped_utility"] += 1
@@ -204,38 +212,65 @@ class PlanTracker:
 
     # ---- the plans job -----------------------------------------------------------------
 
-    def due(self, now: float) -> list[Tracked]:
+    def due(self, now: float, database: str | None = None,
+            limit: int | None = None) -> list[Tracked]:
         """Statements whose plan should be fetched now: longest overdue first, then the
-        most recently slow, so every tracked statement gets its turn."""
+        most recently slow, so every tracked statement gets its turn.
+
+        With `database`, only those a connection to it can explain (on the DSN's database,
+        also the unreachable ones, so that they are marked skipped once).
+        """
         due = [t for t in self.tracked.values()
                if t.next_fetch <= now
-               and (t.failure is None or t.failure.get("qhash") != t.qhash)]
+               and (t.failure is None or t.failure.get("qhash") != t.qhash)
+               and (database is None or t.key[0] == database
+                    or (database == self.database and not self.reachable(t.key[0])))]
         due.sort(key=lambda t: (t.next_fetch, -t.last_slow))
-        return due[: self.config.per_round]
+        return due[: self.config.per_round if limit is None else limit]
 
-    async def run_round(self, conn: asyncpg.Connection, info: ServerInfo) -> int:
-        """Fetch the plans that are due within the round's budget; return how many."""
-        if self.database is None:
-            self.database = await conn.fetchval("SELECT current_database()")
-        if self.helper is None:
-            self.helper = await has_helper(conn)
-        if self.hypopg is None:
-            self.hypopg = bool(await conn.fetchval(
-                "SELECT count(*) FROM pg_extension WHERE extname = 'hypopg'"))
+    async def run_round(self, conn: asyncpg.Connection, info: ServerInfo,
+                        database: str | None = None, limit: int | None = None,
+                        budget_s: float | None = None) -> int:
+        """Fetch the plans that are due within the round's budget; return how many.
+
+        `database`: the connection is to that other database of a multi-database target
+        (None: the DSN's own connection); `limit` and `budget_s` are what the round has left.
+        """
+        if database is None:
+            if self.database is None:
+                self.database = await conn.fetchval("SELECT current_database()")
+            if self.helper is None:
+                self.helper = await has_helper(conn)
+            if self.hypopg is None:
+                self.hypopg = bool(await conn.fetchval(
+                    "SELECT count(*) FROM pg_extension WHERE extname = 'hypopg'"))
+            flags = (bool(self.helper), bool(self.hypopg))
+        else:
+            # The helper function and hypopg are per database: looked up once in each.
+            known = self._extras.get(database)
+            if known is None:
+                known = self._extras[database] = (await has_helper(conn), bool(
+                    await conn.fetchval(
+                        "SELECT count(*) FROM pg_extension WHERE extname = 'hypopg'")))
+            flags = known
+        budget = self.config.round_budget if budget_s is None else budget_s
         started = time.perf_counter()
         fetched = 0
-        for tracked in self.due(self.clock()):
-            if time.perf_counter() - started > self.config.round_budget:
+        for tracked in self.due(self.clock(), database or self.database, limit):
+            if time.perf_counter() - started > budget:
                 break
-            await self._fetch(conn, info, tracked)
+            await self._fetch(conn, info, tracked, database or self.database, flags)
             fetched += 1
         self.plan_seconds_total += time.perf_counter() - started
         return fetched
 
-    async def _fetch(self, conn: asyncpg.Connection, info: ServerInfo, tracked: Tracked) -> None:
+    async def _fetch(self, conn: asyncpg.Connection, info: ServerInfo, tracked: Tracked,
+                     database: str | None = None, flags: tuple[bool, bool] | None = None
+                     ) -> None:
         now = self.clock()
         tracked.next_fetch = now + self.config.refresh_interval
-        if tracked.key[0] != self.database:
+        helper, hypopg = flags if flags is not None else (bool(self.helper), bool(self.hypopg))
+        if tracked.key[0] != (database or self.database):
             self._skip_other_database(tracked, now)
             return
         if not advice_mod.is_plannable(tracked.query):
@@ -245,7 +280,7 @@ class PlanTracker:
             return
         try:
             plan = await generic_plan(conn, tracked.query, info.version_num,
-                                      self.config.timeout, helper=bool(self.helper))
+                                      self.config.timeout, helper=helper)
         except ExplainError as exc:
             self.outcomes["failed"] += 1
             tracked.failure = {"sqlstate_class": exc.sqlstate[:2], "sqlstate": exc.sqlstate,
@@ -271,7 +306,7 @@ class PlanTracker:
             log.info("postgres target %s: plan of statement %s changed (%s -> %s)",
                      self.target, tracked.key[2], previous.hash, record.hash)
         tracked.advice = await advise(conn, tracked.query, plan, info,
-                                          self.config.timeout, bool(self.hypopg))
+                                          self.config.timeout, hypopg)
 
     # ---- read API ----------------------------------------------------------------------
 
