@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.fixtures.prometheus",
     "tests.fixtures.alertmanager",
     "tests.fixtures.process",
+    "tests.fixtures.appclient",
 ]
 
 

@@ -9,28 +9,14 @@ from collections import Counter
 
 import pytest
 
-from metricsd.app import create_app
-from metricsd.core import REGISTRY
 from metricsd.ingest import BEACON_TYPES
 from metricsd.ingest.cache import SpaceSaving
+from tests.fixtures.appclient import value
 
 REPORT = {"service": "cms", "cache": "templates", "hits": 90, "misses": 10}
 ROUTE = "/v1/beacons/cache"
 
 
-@pytest.fixture
-def make_client(aiohttp_client, make_config):
-    async def factory(overrides=None):
-        app = create_app(make_config(overrides or {}))
-        client = await aiohttp_client(app)
-        client.registry = app[REGISTRY]
-        return client
-
-    return factory
-
-
-def value(client, name, **labels):
-    return client.registry.get_sample_value(name, labels)
 
 
 @pytest.mark.parametrize("seed", range(3))

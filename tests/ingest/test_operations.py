@@ -7,30 +7,16 @@ import time
 import numpy as np
 import pytest
 
-from metricsd.app import create_app
 from metricsd.config import ConfigError
-from metricsd.core import REGISTRY
 from metricsd.export.read import Samples
 from metricsd.ingest.operations import OPERATION_BUCKETS, OUTCOMES
 from metricsd.store.series import QUANTILES
+from tests.fixtures.appclient import value
 
 OP = {"service": "chat", "operation": "ws.delivery", "outcome": "ok", "duration_ms": 120.0}
 ROUTE = "/v1/beacons/operations"
 
 
-@pytest.fixture
-def make_client(aiohttp_client, make_config):
-    async def factory(overrides=None):
-        app = create_app(make_config(overrides or {}))
-        client = await aiohttp_client(app)
-        client.registry = app[REGISTRY]
-        return client
-
-    return factory
-
-
-def value(client, name, **labels):
-    return client.registry.get_sample_value(name, labels)
 
 
 async def current(client, *names):

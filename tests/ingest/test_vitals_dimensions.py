@@ -12,11 +12,10 @@ import sys
 import numpy as np
 import pytest
 
-from metricsd.app import create_app
-from metricsd.core import REGISTRY
 from metricsd.ingest import BEACON_TYPES, STORE
 from metricsd.ingest.pages import PageBudget, Templates
 from metricsd.vitals import ASSESSED, VITALS, device_class
+from tests.fixtures.appclient import value
 
 IDS = itertools.count()
 CHROME_DESKTOP = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -36,20 +35,6 @@ def vital(name: str, value: float, page: str, **extra: object) -> dict[str, obje
             "navigationType": "navigate", **extra}
 
 
-@pytest.fixture
-def make_client(aiohttp_client, make_config):
-    async def factory(overrides=None):
-        app = create_app(make_config(overrides or {}))
-        client = await aiohttp_client(app)
-        client.app_ = app
-        client.registry = app[REGISTRY]
-        return client
-
-    return factory
-
-
-def value(client, name, **labels):
-    return client.registry.get_sample_value(name, labels)
 
 
 async def post(client, items, headers=None):

@@ -9,10 +9,9 @@ import time
 import numpy as np
 import pytest
 
-from metricsd.app import create_app
-from metricsd.core import REGISTRY
 from metricsd.ingest import STORE
 from metricsd.overview import VIEWS
+from tests.fixtures.appclient import value
 
 TIMING = {"service": "shop", "route": "/orders/123", "method": "get", "status": 200,
           "duration_ms": 12.5}
@@ -23,19 +22,6 @@ def vital(name="LCP", value=2100.0, ident="v5-1", **extra):
             "navigationType": "navigate", **extra}
 
 
-@pytest.fixture
-def make_client(aiohttp_client, make_config):
-    async def factory(overrides=None):
-        app = create_app(make_config(overrides or {}))
-        client = await aiohttp_client(app)
-        client.registry = app[REGISTRY]
-        return client
-
-    return factory
-
-
-def value(client, name, **labels):
-    return client.registry.get_sample_value(name, labels)
 
 
 async def test_single_timing_is_accepted_and_normalised(make_client):
