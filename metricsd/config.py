@@ -304,6 +304,9 @@ class PostgresConfig(_Model):
     # An index with scans, but none for this long (last_idx_scan, PostgreSQL 16+), is unused.
     unused_index_idle: Duration = 35 * 86400.0
     long_transactions: int = Field(10, ge=1, le=100)  # top N by age: JSON, page, series
+    # Tables and indexes exported per database at most (the largest by size); the rest are
+    # counted in metricsd_pg_{tables,indexes}_omitted, so 100,000 tables cannot flood /metrics.
+    max_relations: int = Field(2000, ge=1, le=1_000_000)
     # How often `databases: auto` targets list pg_database again (docs/postgres.md).
     discovery_interval: Duration = 120.0
     collectors: dict[str, bool] = {}

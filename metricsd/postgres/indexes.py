@@ -45,13 +45,16 @@ SELECT s.indexrelid, {last_scan} AS last_scan,
        am.amname AS method, ic.reltuples, i.indnatts AS natts,
        has_table_privilege(s.relid, 'SELECT') AS readable,
        coalesce((SELECT split_part(o, '=', 2)::int FROM unnest(ic.reloptions) AS o
-                 WHERE o LIKE 'fillfactor=%'), 90) AS fillfactor
+                 WHERE o LIKE 'fillfactor=%'), 90) AS fillfactor,
+       count(*) OVER () AS relations
 FROM pg_stat_user_indexes s
 JOIN pg_index i ON i.indexrelid = s.indexrelid
 JOIN pg_class ic ON ic.oid = s.indexrelid
 JOIN pg_am am ON am.oid = ic.relam
 LEFT JOIN pg_statio_user_indexes io ON io.indexrelid = s.indexrelid
 WHERE s.indexrelid NOT IN ({locked}) AND s.relid NOT IN ({locked})
+ORDER BY pg_relation_size(s.indexrelid) DESC, s.indexrelid
+LIMIT $1
 """
 
 
@@ -74,6 +77,7 @@ JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
 JOIN pg_stats st ON st.schemaname = n.nspname AND st.tablename = c.relname
                 AND st.attname = a.attname
 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+  AND i.indexrelid = ANY($1::oid[])
 GROUP BY i.indexrelid
 """
 WIDTHS_REFRESH_S = 300.0
@@ -126,6 +130,7 @@ class Index:
 class IndexesData:
     indexes: tuple[Index, ...]
     stats_age_s: float
+    omitted: int = 0  # indexes beyond postgres.max_relations, not exported
 
 
 def estimate_btree_pages(
@@ -175,6 +180,8 @@ class IndexesCollector(PgCollector):
         spec("metricsd_pg_indexes_bloat_ratio", "gauge", "Estimated bloat / size", *LABELS),
         spec("metricsd_pg_indexes_stats_age_seconds", "gauge",
              "Age of the statistics behind the unused verdict"),
+        spec("metricsd_pg_indexes_omitted", "gauge",
+             "Indexes not exported because of postgres.max_relations (the largest are kept)"),
     )
 
     def __init__(self, target: str, config: PostgresConfig) -> None:
@@ -184,12 +191,14 @@ class IndexesCollector(PgCollector):
         self._widths_for: set[int] = set()  # indexes that existed at the last refresh
 
     async def scrape(self, conn: asyncpg.Connection, info: ServerInfo, now: float) -> Snapshot:
-        rows = await conn.fetch(indexes_sql(info.version_num))
+        rows = await conn.fetch(indexes_sql(info.version_num), self.config.max_relations)
+        omitted = int(rows[0]["relations"]) - len(rows) if rows else 0
         age = await conn.fetchval(STATS_AGE_SQL)
         if now - self._widths_at >= WIDTHS_REFRESH_S or any(
                 r["indexrelid"] not in self._widths_for for r in rows):
             self._widths = {r["indexrelid"]: (r["data_width"], r["columns"])
-                            for r in await conn.fetch(WIDTHS_SQL)}
+                            for r in await conn.fetch(WIDTHS_SQL,
+                                                      [r["indexrelid"] for r in rows])}
             self._widths_at = now
             self._widths_for = {r["indexrelid"] for r in rows}
         bs = info.block_size
@@ -216,7 +225,8 @@ class IndexesCollector(PgCollector):
         note = (f"{hidden} btree indexes get no bloat estimate: pg_stats hides the columns of"
                 " tables the role may not read (GRANT pg_read_all_data TO <role> on 14+, or"
                 " GRANT SELECT on those tables)") if hidden else ""
-        return self.snapshot(now, IndexesData(tuple(indexes), float(age or 0.0)), note)
+        return self.snapshot(now, IndexesData(tuple(indexes), float(age or 0.0), omitted),
+                             note)
 
     def _bloat(
         self, r: Any, width: tuple[int, int] | None, block_size: int
@@ -235,6 +245,7 @@ class IndexesCollector(PgCollector):
 
     def fill(self, out: FamilyBuilder, data: IndexesData) -> None:
         out.add("metricsd_pg_indexes_stats_age_seconds", data.stats_age_s)
+        out.add("metricsd_pg_indexes_omitted", float(data.omitted))
         for i in data.indexes:
             labels = {"schema": i.schema, "table": i.table, "index": i.index}
             text = out.add_series(labels, (

@@ -30,9 +30,11 @@ SELECT relid, schemaname AS schema, relname AS "table", seq_scan, seq_tup_read,
        coalesce(idx_scan, 0) AS idx_scan, n_live_tup, n_dead_tup,
        greatest(last_vacuum, last_autovacuum) AS last_vacuum,
        greatest(last_analyze, last_autoanalyze) AS last_analyze,
-       pg_relation_size(relid) AS size_bytes
+       pg_relation_size(relid) AS size_bytes, count(*) OVER () AS relations
 FROM pg_stat_user_tables
 WHERE relid NOT IN ({LOCKED_RELATIONS_SQL})
+ORDER BY pg_relation_size(relid) DESC, relid
+LIMIT $1
 """
 
 
@@ -66,6 +68,7 @@ class Table:
 class TablesData:
     tables: tuple[Table, ...]
     verdict_window_s: float = 0.0  # how far back the missing-index verdicts look
+    omitted: int = 0  # tables beyond postgres.max_relations, not exported
 
 
 class ScanWindow:
@@ -123,6 +126,8 @@ class TablesCollector(PgCollector):
         spec("metricsd_pg_tables_missing_index", "gauge",
              "1 for a large table read mostly by sequential scans in the last 30-60 minutes",
              *LABELS),
+        spec("metricsd_pg_tables_omitted", "gauge",
+             "Tables not exported because of postgres.max_relations (the largest are kept)"),
     )
 
     def __init__(self, target: str, config: PostgresConfig) -> None:
@@ -132,7 +137,8 @@ class TablesCollector(PgCollector):
     async def scrape(self, conn: asyncpg.Connection, info: ServerInfo, now: float) -> Snapshot:
         min_rows = self.config.missing_index_min_rows
         tables = []
-        rows = await conn.fetch(TABLES_SQL)
+        rows = await conn.fetch(TABLES_SQL, self.config.max_relations)
+        omitted = int(rows[0]["relations"]) - len(rows) if rows else 0
         current: Scans = {r["relid"]: (int(r["seq_scan"] or 0), int(r["seq_tup_read"] or 0),
                                        int(r["idx_scan"])) for r in rows}
         since, base = self._window.advance(now, current)
@@ -150,9 +156,10 @@ class TablesCollector(PgCollector):
                     live, d_seq, d_read, d_idx, min_rows),
             ))
         tables.sort(key=lambda t: (t.schema, t.table))
-        return self.snapshot(now, TablesData(tuple(tables), now - since))
+        return self.snapshot(now, TablesData(tuple(tables), now - since, omitted))
 
     def fill(self, out: FamilyBuilder, data: TablesData) -> None:
+        out.add("metricsd_pg_tables_omitted", float(data.omitted))
         for t in data.tables:
             out.add_series({"schema": t.schema, "table": t.table}, (
                 ("metricsd_pg_tables_seq_scans", t.seq_scans),

@@ -103,7 +103,7 @@ async def exposition(state: PgState) -> Callable[[str], Series]:
     """The state's /metrics text through the real writer, parsed back: name -> series."""
     registry = Registry()
     registry.add_source(PgExporter(state))
-    text = "".join(await render(registry, openmetrics=False))
+    text = b"".join(await render(registry, openmetrics=False)).decode()
     return lambda name: samples(text, name)
 
 
