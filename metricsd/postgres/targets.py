@@ -155,6 +155,11 @@ class PgTarget:
 
     async def close(self) -> None:
         """Close the pool; terminate connections a cancelled scrape still holds."""
+        probe, self._probe = self._probe, None
+        if probe is not None and not probe.done():  # bounded by connect_timeout, but not
+            probe.cancel()                          # worth waiting for at shutdown
+            with contextlib.suppress(asyncio.CancelledError):
+                await probe
         if self.pool is None:
             return
         try:
